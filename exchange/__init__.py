@@ -1,0 +1,1 @@
+"""Share requests, grants, data delivery and routing between nodes (issues 7, 8)."""

@@ -1,0 +1,1 @@
+"""Electronic licences: types, issue, lifecycle, consent, fetch, status (issue 5)."""

@@ -1,0 +1,1 @@
+"""Keys, certificates, electronic seals and signatures (issue 4)."""
