@@ -1,0 +1,62 @@
+"""Run the benchmark suite and write bench/results/<utc time>.json.
+
+Usage: ``python -m bench [NAME ...]`` (default: every benchmark).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from bench.machine import describe
+
+BENCHMARKS = ("node_echo",)
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+
+
+def main(argv: list[str]) -> int:
+    names = argv or list(BENCHMARKS)
+    unknown = [n for n in names if n not in BENCHMARKS]
+    if unknown:
+        print(f"unknown benchmark(s): {', '.join(unknown)}; known: {', '.join(BENCHMARKS)}")
+        return 2
+    console = Console()
+    started = dt.datetime.now(dt.UTC)
+    results: list[dict[str, Any]] = []
+    for name in names:
+        console.print(f"[bold]running {name}[/bold] …")
+        results.append(importlib.import_module(f"bench.{name}").run())
+    report = {
+        "started_at": started.isoformat(timespec="seconds"),
+        "machine": describe(),
+        "results": results,
+    }
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    path = RESULTS_DIR / f"{started.strftime('%Y%m%dT%H%M%SZ')}.json"
+    path.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+    table = Table(title="zhida benchmarks")
+    for col in ("benchmark", "figure", "ratio", "target", "met"):
+        table.add_column(col)
+    for r in results:
+        figure = (
+            f"zhida {r['zhida']['throughput']}/s (p50 {r['zhida']['p50_ms']} ms, "
+            f"p99 {r['zhida']['p99_ms']} ms) vs bare {r['bare']['throughput']}/s"
+        )
+        table.add_row(
+            r["name"], figure, str(r["ratio"]), str(r["target_ratio"]), "yes" if r["met"] else "NO"
+        )
+    console.print(table)
+    console.print(f"written {path}")
+    return 0 if all(r["met"] for r in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
