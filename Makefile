@@ -5,8 +5,10 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
+BUF_VERSION := 1.75.0
+BUF    := .tools/node_modules/.bin/buf
 
-.PHONY: demo test test-unit lint proto proto-check bench clean venv
+.PHONY: demo test test-unit lint proto proto-check proto-lint bench clean venv
 
 venv: $(STAMP)
 
@@ -26,7 +28,7 @@ test: $(STAMP)
 test-unit: $(STAMP)
 	$(PY) -m pytest tests/unit
 
-lint: $(STAMP)
+lint: $(STAMP) proto-lint
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
@@ -37,8 +39,15 @@ proto: $(STAMP)
 proto-check: $(STAMP)
 	$(PY) scripts/gen_protos.py --check
 
+# buf (STANDARD lint rules) comes from the npm registry as @bufbuild/buf.
+$(BUF):
+	npm install --silent --no-audit --no-fund --prefix .tools @bufbuild/buf@$(BUF_VERSION)
+
+proto-lint: $(BUF)
+	$(BUF) lint
+
 bench: $(STAMP)
 	$(PY) -m bench
 
 clean:
-	rm -rf $(VENV) .zhida .pytest_cache .mypy_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) .tools .zhida .pytest_cache .mypy_cache .ruff_cache *.egg-info
