@@ -22,6 +22,7 @@ Example::
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -32,6 +33,8 @@ from zhida.errors import ConfigError
 from zhida.regions import Level, RegionCodeError, parse_region
 
 ENV_PREFIX = "ZHIDA_"
+# S3 bucket naming rules: 3-63 lowercase letters, digits, dots and hyphens.
+_BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 SUPPORTED_JWT_ALGORITHMS = ("ES256", "EdDSA")
 
 
@@ -289,7 +292,7 @@ def _build(v: dict[str, Any], env: Mapping[str, str], source: Path | None) -> Co
                 "S3 credentials missing: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY",
             )
         bucket = v["blobstore.s3.bucket"]
-        if not 3 <= len(bucket) <= 63 or not bucket.replace("-", "").isalnum():
+        if not _BUCKET_NAME.fullmatch(bucket):
             raise ConfigError("blobstore.s3.bucket", f"is not a valid bucket name: {bucket!r}")
         s3 = S3Config(endpoint, bucket, access, secret, v["blobstore.s3.secure"],
                       v["blobstore.s3.region"])

@@ -66,6 +66,16 @@ def test_s3_backend_takes_credentials_from_aws_environment() -> None:
         ({"ZHIDA_DATABASE__AUTO_MIGRATE": "perhaps"}, "database.auto_migrate"),
         ({"ZHIDA_BLOBSTORE__BACKEND": "ftp"}, "blobstore.backend"),
         ({"ZHIDA_BLOBSTORE__BACKEND": "s3"}, "blobstore.s3.endpoint"),
+        (
+            {
+                "ZHIDA_BLOBSTORE__BACKEND": "s3",
+                "ZHIDA_BLOBSTORE__S3__ENDPOINT": "127.0.0.1:8333",
+                "ZHIDA_BLOBSTORE__S3__BUCKET": "Zhida证照",
+                "AWS_ACCESS_KEY_ID": "ak",
+                "AWS_SECRET_ACCESS_KEY": "sk",
+            },
+            "blobstore.s3.bucket",
+        ),
         ({"ZHIDA_AUTH__ALGORITHMS": "HS256"}, "auth.algorithms"),
         ({"ZHIDA_AUTH__LEEWAY_SECONDS": "3600"}, "auth.leeway_seconds"),
         ({"ZHIDA_METRICS__LISTEN": "9464"}, "metrics.listen"),
