@@ -304,10 +304,13 @@ def _build(v: dict[str, Any], env: Mapping[str, str], source: Path | None) -> Co
     if bad or not algorithms:
         raise ConfigError(
             "auth.algorithms",
-            f"must be a non-empty subset of {list(SUPPORTED_JWT_ALGORITHMS)}, got {list(algorithms)}",
+            f"must be a non-empty subset of {list(SUPPORTED_JWT_ALGORITHMS)}, "
+            f"got {list(algorithms)}",
         )
     if v["log.level"].lower() not in {"debug", "info", "warning", "error"}:
-        raise ConfigError("log.level", f"must be debug, info, warning or error, got {v['log.level']!r}")
+        raise ConfigError(
+            "log.level", f"must be debug, info, warning or error, got {v['log.level']!r}"
+        )
     if v["log.format"] not in {"json", "text"}:
         raise ConfigError("log.format", f"must be 'json' or 'text', got {v['log.format']!r}")
 

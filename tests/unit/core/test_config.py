@@ -99,7 +99,7 @@ def test_s3_without_credentials_is_refused() -> None:
 def test_unknown_key_in_file_and_bad_toml(tmp_path: Path) -> None:
     path = tmp_path / "z.toml"
     path.write_text("[node]\nregoin_code = '420102'\n", encoding="utf-8")
-    with pytest.raises(ConfigError, match="node.regoin_code"):
+    with pytest.raises(ConfigError, match=r"node\.regoin_code"):
         load_config(path, env={})
     path.write_text("[node\n", encoding="utf-8")
     with pytest.raises(ConfigError, match="not valid TOML"):
