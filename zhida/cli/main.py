@@ -8,7 +8,7 @@ Example::
 
     $ zhida --help
     $ zhida db upgrade
-    $ zhida token mint --role department --org 11420100MB1234567X
+    $ zhida token mint --role department --org 114201000000301708
 """
 
 from __future__ import annotations

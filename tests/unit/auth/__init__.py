@@ -1,0 +1,1 @@
+"""Unit tests of zhida.auth: keys, verifier, policy, minting, the token CLI."""

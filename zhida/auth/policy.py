@@ -1,0 +1,90 @@
+"""Authorisation: which roles may call which RPC, declared in ONE table.
+
+Deny by default: a method that is neither public nor listed in
+:data:`RPC_POLICY` is refused for everyone (``METHOD_NOT_DECLARED``), so a new
+RPC cannot ship unprotected by accident; a unit test checks every method of
+every ``zhida.*.v1`` service has a row. Adding a service means adding its rows
+here, nothing else.
+
+Example::
+
+    from zhida.auth.policy import authorize, is_public
+
+    method = "/zhida.node.v1.NodeService/GetNodeInfo"
+    if not is_public(method):
+        authorize(method, principal)  # PermissionDenied(reason="ROLE_NOT_ALLOWED") for a holder
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from types import MappingProxyType
+
+from zhida.auth.principal import Principal, Role
+from zhida.errors import PermissionDenied, Unauthenticated
+
+ROLE_NOT_ALLOWED = "ROLE_NOT_ALLOWED"
+METHOD_NOT_DECLARED = "METHOD_NOT_DECLARED"
+
+ALL_ROLES: frozenset[Role] = frozenset(Role)
+OPERATORS: frozenset[Role] = frozenset({Role.ADMIN, Role.AUDITOR, Role.NODE})
+
+# Standard infrastructure services that load balancers, probes and grpcurl call
+# without a token. They reveal no domain data.
+PUBLIC_METHODS: frozenset[str] = frozenset(
+    {
+        "/grpc.health.v1.Health/Check",
+        "/grpc.health.v1.Health/Watch",
+        # grpcio-health-checking >= 1.66 also serves List (every service's status).
+        "/grpc.health.v1.Health/List",
+        "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+        "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+    }
+)
+
+# Full gRPC method name -> roles allowed to call it. Keep rows grouped by service.
+RPC_POLICY: Mapping[str, frozenset[Role]] = MappingProxyType(
+    {
+        # zhida.node.v1.NodeService
+        "/zhida.node.v1.NodeService/Echo": ALL_ROLES,
+        "/zhida.node.v1.NodeService/WhoAmI": ALL_ROLES,
+        "/zhida.node.v1.NodeService/GetNodeInfo": OPERATORS,
+    }
+)
+
+if not PUBLIC_METHODS.isdisjoint(RPC_POLICY):  # a method is public or role-checked, never both
+    raise RuntimeError(f"public and role-checked: {sorted(PUBLIC_METHODS & RPC_POLICY.keys())}")
+
+
+def is_public(method: str) -> bool:
+    """True for methods anyone may call without a token (health, reflection)."""
+    return method in PUBLIC_METHODS
+
+
+def authorize(method: str, principal: Principal | None) -> None:
+    """Return when ``principal`` may call ``method``; raise otherwise.
+
+    ``method`` is the full name gRPC hands interceptors
+    (``/zhida.node.v1.NodeService/Echo``). Raises PermissionDenied with reason
+    METHOD_NOT_DECLARED or ROLE_NOT_ALLOWED, or Unauthenticated (TOKEN_MISSING)
+    when a non-public method is called without a principal.
+    """
+    if method in PUBLIC_METHODS:
+        return
+    roles = RPC_POLICY.get(method)
+    if roles is None:
+        raise PermissionDenied(
+            "method is not declared in the authorisation policy",
+            reason=METHOD_NOT_DECLARED,
+            metadata={"method": method},
+        )
+    if principal is None:
+        raise Unauthenticated(
+            "no bearer token: send 'authorization: Bearer <JWT>'", reason="TOKEN_MISSING"
+        )
+    if principal.role not in roles:
+        raise PermissionDenied(
+            f"role {principal.role.claim} may not call {method}",
+            reason=ROLE_NOT_ALLOWED,
+            metadata={"method": method, "role": principal.role.claim},
+        )
