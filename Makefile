@@ -8,15 +8,25 @@ STAMP  := $(VENV)/.installed-stamp
 BUF_VERSION := 1.75.0
 BUF    := .tools/node_modules/.bin/buf
 
-.PHONY: demo test test-unit lint proto proto-check proto-lint bench clean venv
+.PHONY: sysdeps demo test test-unit lint proto proto-check proto-lint bench clean venv
 
 venv: $(STAMP)
 
 $(STAMP): pyproject.toml
+	@$(MAKE) --no-print-directory sysdeps
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet --editable '.[dev]'
 	@touch $@
+
+# System packages from Debian: a CJK font for seal images and licence PDFs.
+SYS_PACKAGES := fonts-wqy-microhei
+sysdeps:
+	@if fc-list :lang=zh 2>/dev/null | grep -q .; then :; \
+	elif [ "$$(id -u)" = 0 ]; then \
+	  echo "installing $(SYS_PACKAGES) (apt-get)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(SYS_PACKAGES) >/dev/null; \
+	else echo "please install: sudo apt-get install $(SYS_PACKAGES)"; exit 1; fi
 
 demo: $(STAMP)
 	$(VENV)/bin/zhida demo

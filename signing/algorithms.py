@@ -1,0 +1,188 @@
+"""Signature algorithms, by their JOSE ``alg`` name, in one registry.
+
+zhida signs with ECDSA P-256/SHA-256 (``ES256``, the default) or Ed25519
+(``EdDSA``). Each :class:`Algorithm` generates keys, signs and verifies with
+signatures in the JOSE encoding (ES256: the 64-byte ``r || s``, RFC 7518 §3.4),
+and says which keys it accepts. The mandated Chinese algorithm, SM2 with SM3,
+comes later as an optional extra that calls :func:`register` with its own
+:class:`Algorithm` subclass; nothing else in ``signing`` names an algorithm.
+
+Example::
+
+    >>> from signing.algorithms import ES256, get_algorithm
+    >>> key = ES256.generate_private_key()
+    >>> sig = ES256.sign(key, b"data")
+    >>> len(sig), get_algorithm("ES256").verify(key.public_key(), sig, b"data")
+    (64, True)
+"""
+
+from __future__ import annotations
+
+import abc
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+from cryptography.hazmat.primitives.asymmetric.types import (
+    CertificateIssuerPrivateKeyTypes,
+    CertificatePublicKeyTypes,
+    PrivateKeyTypes,
+    PublicKeyTypes,
+)
+from cryptography.hazmat.primitives.asymmetric.utils import (
+    decode_dss_signature,
+    encode_dss_signature,
+)
+
+from zhida.errors import InvalidArgument
+
+__all__ = [
+    "DEFAULT_ALGORITHM",
+    "ES256",
+    "Algorithm",
+    "EdDSA",
+    "algorithm_for_key",
+    "allowed_algorithms",
+    "get_algorithm",
+    "register",
+]
+
+
+class Algorithm(abc.ABC):
+    """One signature algorithm. Instances are stateless singletons."""
+
+    name: str
+    """The JOSE ``alg`` value (RFC 7518 / RFC 8037)."""
+
+    @abc.abstractmethod
+    def generate_private_key(self) -> CertificateIssuerPrivateKeyTypes:
+        """A fresh private key for this algorithm."""
+
+    @abc.abstractmethod
+    def accepts(self, key: PublicKeyTypes | PrivateKeyTypes) -> bool:
+        """True when ``key`` (public or private) belongs to this algorithm."""
+
+    @abc.abstractmethod
+    def sign(self, private_key: PrivateKeyTypes, data: bytes) -> bytes:
+        """Sign ``data``; the signature in JOSE encoding."""
+
+    @abc.abstractmethod
+    def verify(self, public_key: PublicKeyTypes, signature: bytes, data: bytes) -> bool:
+        """True when ``signature`` (JOSE encoding) is valid; never raises for bad input."""
+
+    @abc.abstractmethod
+    def x509_hash(self) -> hashes.SHA256 | None:
+        """The hash to pass to cryptography's x509 builders' ``sign``."""
+
+    def __repr__(self) -> str:
+        return f"<Algorithm {self.name}>"
+
+
+class _ES256(Algorithm):
+    name = "ES256"
+    _SIZE = 32  # bytes per coordinate on P-256
+    _ECDSA = ec.ECDSA(hashes.SHA256())
+
+    def generate_private_key(self) -> ec.EllipticCurvePrivateKey:
+        return ec.generate_private_key(ec.SECP256R1())
+
+    def accepts(self, key: PublicKeyTypes | PrivateKeyTypes) -> bool:
+        return isinstance(key, ec.EllipticCurvePublicKey | ec.EllipticCurvePrivateKey) and (
+            isinstance(key.curve, ec.SECP256R1)
+        )
+
+    def sign(self, private_key: PrivateKeyTypes, data: bytes) -> bytes:
+        if not isinstance(private_key, ec.EllipticCurvePrivateKey):
+            raise InvalidArgument("ES256 needs an EC P-256 key", reason="KEY_TYPE_MISMATCH")
+        r, s = decode_dss_signature(private_key.sign(data, self._ECDSA))
+        return r.to_bytes(self._SIZE, "big") + s.to_bytes(self._SIZE, "big")
+
+    def verify(self, public_key: PublicKeyTypes, signature: bytes, data: bytes) -> bool:
+        if len(signature) != 2 * self._SIZE or not isinstance(
+            public_key, ec.EllipticCurvePublicKey
+        ):
+            return False
+        der = encode_dss_signature(
+            int.from_bytes(signature[: self._SIZE], "big"),
+            int.from_bytes(signature[self._SIZE :], "big"),
+        )
+        try:
+            public_key.verify(der, data, self._ECDSA)
+        except InvalidSignature:
+            return False
+        return True
+
+    def x509_hash(self) -> hashes.SHA256:
+        return hashes.SHA256()
+
+
+class _EdDSA(Algorithm):
+    name = "EdDSA"
+
+    def generate_private_key(self) -> ed25519.Ed25519PrivateKey:
+        return ed25519.Ed25519PrivateKey.generate()
+
+    def accepts(self, key: PublicKeyTypes | PrivateKeyTypes) -> bool:
+        return isinstance(key, ed25519.Ed25519PublicKey | ed25519.Ed25519PrivateKey)
+
+    def sign(self, private_key: PrivateKeyTypes, data: bytes) -> bytes:
+        if not isinstance(private_key, ed25519.Ed25519PrivateKey):
+            raise InvalidArgument("EdDSA needs an Ed25519 key", reason="KEY_TYPE_MISMATCH")
+        return private_key.sign(data)
+
+    def verify(self, public_key: PublicKeyTypes, signature: bytes, data: bytes) -> bool:
+        if len(signature) != 64 or not isinstance(public_key, ed25519.Ed25519PublicKey):
+            return False
+        try:
+            public_key.verify(signature, data)
+        except InvalidSignature:
+            return False
+        return True
+
+    def x509_hash(self) -> None:
+        return None
+
+
+ES256: Algorithm = _ES256()
+EdDSA: Algorithm = _EdDSA()
+DEFAULT_ALGORITHM = ES256
+
+_REGISTRY: dict[str, Algorithm] = {ES256.name: ES256, EdDSA.name: EdDSA}
+
+
+def register(algorithm: Algorithm) -> None:
+    """Add an algorithm (e.g. SM2/SM3 from an optional extra) to the allow-list."""
+    if algorithm.name in _REGISTRY and _REGISTRY[algorithm.name] is not algorithm:
+        raise InvalidArgument(
+            f"algorithm {algorithm.name!r} is already registered", reason="ALGORITHM_EXISTS"
+        )
+    _REGISTRY[algorithm.name] = algorithm
+
+
+def get_algorithm(name: str) -> Algorithm:
+    """The registered algorithm called ``name``; InvalidArgument otherwise."""
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise InvalidArgument(
+            f"signature algorithm {name!r} is not allowed; allowed: {sorted(_REGISTRY)}",
+            reason="ALGORITHM_NOT_ALLOWED",
+        ) from None
+
+
+def allowed_algorithms() -> frozenset[str]:
+    """The ``alg`` names a verifier accepts: never ``none``, never an HMAC."""
+    return frozenset(_REGISTRY)
+
+
+def algorithm_for_key(
+    key: PublicKeyTypes | PrivateKeyTypes | CertificatePublicKeyTypes,
+) -> Algorithm:
+    """The registered algorithm that accepts ``key``; InvalidArgument if none does."""
+    for algorithm in _REGISTRY.values():
+        if algorithm.accepts(key):
+            return algorithm
+    raise InvalidArgument(
+        f"no allowed signature algorithm for a {type(key).__name__}",
+        reason="ALGORITHM_NOT_ALLOWED",
+    )

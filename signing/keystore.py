@@ -1,0 +1,359 @@
+"""Signing keys behind one interface: callers ask the store to sign.
+
+:class:`KeyStore` is the seam for key custody. Callers name a key id and get
+a signature (or a public key); they never see private key bytes, so an
+HSM (PKCS#11) or cloud KMS backend can replace :class:`FileKeyStore` without
+touching them. Rotation: :meth:`KeyStore.rotate` makes a new key id with the
+same algorithm and retires the old one — it can no longer sign, but its public
+key stays listed so signatures made with it still verify.
+
+:class:`FileKeyStore` keeps one PKCS#8 PEM per key, encrypted with
+``BestAvailableEncryption`` under a passphrase read from an environment
+variable or a file, plus a small JSON metadata file. Unencrypted keys exist
+only with an explicit ``dev_mode=True``; outside dev mode such a key is
+refused on load.
+
+Example::
+
+    >>> import os, tempfile
+    >>> os.environ["ZHIDA_KEY_PASSPHRASE"] = "correct horse battery staple"
+    >>> store = FileKeyStore(tempfile.mkdtemp(), passphrase_env="ZHIDA_KEY_PASSPHRASE")
+    >>> info = store.generate("sfj-2025-01")          # ES256 by default
+    >>> signature = store.sign("sfj-2025-01", b"payload")
+    >>> info.algorithm.verify(store.public_key("sfj-2025-01"), signature, b"payload")
+    True
+    >>> new = store.rotate("sfj-2025-01", "sfj-2025-02")
+    >>> [k.key_id for k in store.list() if k.retired is None]
+    ['sfj-2025-02']
+"""
+
+from __future__ import annotations
+
+import abc
+import builtins
+import json
+import os
+import re
+import threading
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import cast
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.types import (
+    CertificatePublicKeyTypes,
+    PrivateKeyTypes,
+)
+
+from signing.algorithms import DEFAULT_ALGORITHM, Algorithm, get_algorithm
+from signing.errors import KeyStoreError, KeyStoreReason
+from zhida.errors import AlreadyExists, InvalidArgument, NotFound
+
+__all__ = ["FileKeyStore", "KeyHandle", "KeyInfo", "KeyStore", "validate_key_id"]
+
+_KEY_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+
+
+def validate_key_id(key_id: str) -> str:
+    """Return ``key_id`` if it is 1–128 of ``[A-Za-z0-9._-]`` not starting with ``.``/``-``."""
+    if not _KEY_ID.fullmatch(key_id):
+        raise InvalidArgument(
+            f"key id must be 1-128 characters of A-Z a-z 0-9 . _ -, got {key_id!r}",
+            reason="INVALID_KEY_ID",
+        )
+    return key_id
+
+
+@dataclass(frozen=True, slots=True)
+class KeyInfo:
+    """What anyone may know about a key: never the private part."""
+
+    key_id: str
+    algorithm: Algorithm
+    public_key: CertificatePublicKeyTypes
+    created: datetime
+    retired: datetime | None = None
+
+
+class KeyHandle(abc.ABC):
+    """An opaque private key: it signs, it does not reveal itself."""
+
+    @property
+    @abc.abstractmethod
+    def info(self) -> KeyInfo:
+        """The key's public description."""
+
+    @abc.abstractmethod
+    def sign(self, data: bytes) -> bytes:
+        """Sign ``data`` with the key's algorithm (JOSE signature encoding)."""
+
+
+class KeyStore(abc.ABC):
+    """Where private keys live. Implementations must be thread-safe."""
+
+    @abc.abstractmethod
+    def generate(self, key_id: str, algorithm: Algorithm | str = DEFAULT_ALGORITHM) -> KeyInfo:
+        """Create a key; AlreadyExists if ``key_id`` is taken."""
+
+    @abc.abstractmethod
+    def handle(self, key_id: str) -> KeyHandle:
+        """The key's handle; NotFound if unknown."""
+
+    @abc.abstractmethod
+    def list(self) -> builtins.list[KeyInfo]:
+        """Every key, retired ones included, sorted by creation time."""
+
+    @abc.abstractmethod
+    def retire(self, key_id: str) -> KeyInfo:
+        """Stop ``key_id`` from signing; its public key stays available."""
+
+    def info(self, key_id: str) -> KeyInfo:
+        return self.handle(key_id).info
+
+    def public_key(self, key_id: str) -> CertificatePublicKeyTypes:
+        return self.info(key_id).public_key
+
+    def sign(self, key_id: str, data: bytes) -> bytes:
+        """Sign ``data`` with ``key_id``; KeyStoreError(KEY_RETIRED) for a retired key."""
+        return self.handle(key_id).sign(data)
+
+    def rotate(self, key_id: str, new_key_id: str) -> KeyInfo:
+        """Generate ``new_key_id`` with ``key_id``'s algorithm, then retire ``key_id``."""
+        old = self.info(key_id)
+        new = self.generate(new_key_id, old.algorithm)
+        self.retire(key_id)
+        return new
+
+
+class _SoftwareKey(KeyHandle):
+    __slots__ = ("_info", "_key")
+
+    def __init__(self, info: KeyInfo, key: PrivateKeyTypes) -> None:
+        self._info = info
+        self._key = key
+
+    @property
+    def info(self) -> KeyInfo:
+        return self._info
+
+    def sign(self, data: bytes) -> bytes:
+        if self._info.retired is not None:
+            raise KeyStoreError(
+                KeyStoreReason.KEY_RETIRED,
+                f"key {self._info.key_id!r} was retired at {self._info.retired.isoformat()}",
+            )
+        return self._info.algorithm.sign(self._key, data)
+
+    def __repr__(self) -> str:
+        return f"<KeyHandle {self._info.key_id} {self._info.algorithm.name}>"
+
+
+class FileKeyStore(KeyStore):
+    """Keys as encrypted PKCS#8 PEM files in one directory.
+
+    Give exactly one of ``passphrase_env`` (the *name* of an environment
+    variable) or ``passphrase_file`` (a file whose content, without the final
+    newline, is the passphrase). With ``dev_mode=True`` and no passphrase, keys
+    are written unencrypted — for tests and demos only. Decrypted keys are
+    cached in memory after first use.
+    """
+
+    def __init__(
+        self,
+        directory: str | os.PathLike[str],
+        *,
+        passphrase_env: str | None = None,
+        passphrase_file: str | os.PathLike[str] | None = None,
+        dev_mode: bool = False,
+    ) -> None:
+        self.directory = Path(directory)
+        self.dev_mode = dev_mode
+        self._passphrase = _read_passphrase(passphrase_env, passphrase_file, dev_mode)
+        self._lock = threading.RLock()
+        self._loaded: dict[str, _SoftwareKey] = {}
+        self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+
+    def _pem_path(self, key_id: str) -> Path:
+        return self.directory / f"{validate_key_id(key_id)}.key.pem"
+
+    def _meta_path(self, key_id: str) -> Path:
+        return self.directory / f"{validate_key_id(key_id)}.meta.json"
+
+    def generate(self, key_id: str, algorithm: Algorithm | str = DEFAULT_ALGORITHM) -> KeyInfo:
+        alg = get_algorithm(algorithm) if isinstance(algorithm, str) else algorithm
+        with self._lock:
+            if self._meta_path(key_id).exists():
+                raise AlreadyExists(f"key {key_id!r} already exists", reason="KEY_EXISTS")
+            key = alg.generate_private_key()
+            encryption: serialization.KeySerializationEncryption = (
+                serialization.BestAvailableEncryption(self._passphrase)
+                if self._passphrase is not None
+                else serialization.NoEncryption()
+            )
+            pem = key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption
+            )
+            info = KeyInfo(key_id, alg, key.public_key(), datetime.now(UTC).replace(microsecond=0))
+            _write_private(self._pem_path(key_id), pem)
+            self._write_meta(info)
+            self._loaded[key_id] = _SoftwareKey(info, key)
+            return info
+
+    def handle(self, key_id: str) -> KeyHandle:
+        loaded = self._loaded.get(key_id)  # dict reads are atomic: no lock on the hot path
+        if loaded is not None:
+            return loaded
+        with self._lock:
+            loaded = self._loaded.get(key_id)
+            if loaded is None:
+                loaded = self._load(key_id)
+                self._loaded[key_id] = loaded
+            return loaded
+
+    def info(self, key_id: str) -> KeyInfo:
+        """From memory or the metadata file: needs no passphrase."""
+        with self._lock:
+            loaded = self._loaded.get(key_id)
+            return loaded.info if loaded is not None else self._read_meta(key_id)
+
+    def list(self) -> builtins.list[KeyInfo]:
+        with self._lock:
+            metas = self.directory.glob("*.meta.json")
+            ids = sorted(p.name.removesuffix(".meta.json") for p in metas)
+            infos = [self._read_meta(key_id) for key_id in ids]
+        return sorted(infos, key=lambda i: (i.created, i.key_id))
+
+    def retire(self, key_id: str) -> KeyInfo:
+        with self._lock:
+            current = self.handle(key_id)
+            info = current.info
+            if info.retired is None:
+                info = replace(info, retired=datetime.now(UTC).replace(microsecond=0))
+                self._write_meta(info)
+                assert isinstance(current, _SoftwareKey)
+                self._loaded[key_id] = _SoftwareKey(info, current._key)
+            return info
+
+    # -- files ---------------------------------------------------------------
+
+    def _write_meta(self, info: KeyInfo) -> None:
+        meta = {
+            "key_id": info.key_id,
+            "algorithm": info.algorithm.name,
+            "created": info.created.isoformat(),
+            "retired": info.retired.isoformat() if info.retired else None,
+            "public_key": info.public_key.public_bytes(
+                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+            ).decode(),
+        }
+        _atomic_write(self._meta_path(info.key_id), json.dumps(meta, indent=2).encode(), 0o644)
+
+    def _read_meta(self, key_id: str) -> KeyInfo:
+        path = self._meta_path(key_id)
+        try:
+            meta = json.loads(path.read_text(encoding="utf-8"))
+            algorithm = get_algorithm(meta["algorithm"])
+            public_key = serialization.load_pem_public_key(meta["public_key"].encode())
+            if not algorithm.accepts(public_key):
+                raise ValueError(f"public key is no {algorithm.name} key")
+            return KeyInfo(
+                key_id=key_id,
+                algorithm=algorithm,
+                public_key=cast(CertificatePublicKeyTypes, public_key),
+                created=datetime.fromisoformat(meta["created"]),
+                retired=datetime.fromisoformat(meta["retired"]) if meta["retired"] else None,
+            )
+        except FileNotFoundError:
+            raise NotFound(
+                f"no key {key_id!r} in {self.directory}", reason="KEY_NOT_FOUND"
+            ) from None
+        except (ValueError, KeyError, TypeError, InvalidArgument) as exc:
+            raise KeyStoreError(
+                KeyStoreReason.KEY_CORRUPT, f"metadata of key {key_id!r} is unreadable: {exc}"
+            ) from None
+
+    def _load(self, key_id: str) -> _SoftwareKey:
+        info = self._read_meta(key_id)
+        pem = self._pem_path(key_id).read_bytes()
+        encrypted = pem.lstrip().startswith(b"-----BEGIN ENCRYPTED PRIVATE KEY-----")
+        if not encrypted and not self.dev_mode:
+            raise KeyStoreError(
+                KeyStoreReason.UNENCRYPTED_KEY,
+                f"key {key_id!r} is stored unencrypted; only allowed with dev_mode=True",
+            )
+        if encrypted and self._passphrase is None:
+            raise KeyStoreError(
+                KeyStoreReason.PASSPHRASE_MISSING,
+                f"key {key_id!r} is encrypted; no passphrase given",
+            )
+        try:
+            key = serialization.load_pem_private_key(
+                pem, password=self._passphrase if encrypted else None
+            )
+        except ValueError as exc:
+            if encrypted:
+                raise KeyStoreError(
+                    KeyStoreReason.WRONG_PASSPHRASE,
+                    f"cannot decrypt key {key_id!r}: wrong passphrase",
+                ) from None
+            raise KeyStoreError(
+                KeyStoreReason.KEY_CORRUPT, f"key {key_id!r} is unreadable: {exc}"
+            ) from None
+        if not info.algorithm.accepts(key) or key.public_key() != info.public_key:
+            raise KeyStoreError(
+                KeyStoreReason.KEY_CORRUPT, f"key {key_id!r} does not match its metadata"
+            )
+        return _SoftwareKey(info, key)
+
+
+def _read_passphrase(
+    env: str | None, file: str | os.PathLike[str] | None, dev_mode: bool
+) -> bytes | None:
+    if env is not None and file is not None:
+        raise InvalidArgument(
+            "give passphrase_env or passphrase_file, not both", reason="PASSPHRASE_SOURCE"
+        )
+    if env is not None:
+        value = os.environ.get(env)
+        if not value:
+            raise KeyStoreError(
+                KeyStoreReason.PASSPHRASE_MISSING, f"environment variable {env} is unset or empty"
+            )
+        return value.encode()
+    if file is not None:
+        try:
+            value = Path(file).read_text(encoding="utf-8").removesuffix("\n")
+        except OSError as exc:
+            raise KeyStoreError(
+                KeyStoreReason.PASSPHRASE_MISSING, f"cannot read passphrase file {file}: {exc}"
+            ) from None
+        if not value:
+            raise KeyStoreError(
+                KeyStoreReason.PASSPHRASE_MISSING, f"passphrase file {file} is empty"
+            )
+        return value.encode()
+    if not dev_mode:
+        raise KeyStoreError(
+            KeyStoreReason.PASSPHRASE_MISSING,
+            "a key store needs passphrase_env or passphrase_file (or dev_mode=True)",
+        )
+    return None
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    _atomic_write(path, data, 0o600)
+
+
+def _atomic_write(path: Path, data: bytes, mode: int) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise

@@ -1,0 +1,1 @@
+"""Unit tests of the signing package: real keys, certificates and signatures."""
