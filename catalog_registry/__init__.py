@@ -1,1 +1,28 @@
-"""The data resource catalogue and the three lists: supply, demand, negative (issue 3)."""
+"""The data resource catalogue and the three lists: supply, demand, negative (issue 3).
+
+Pure domain code (no gRPC, no SQL). Modules:
+
+- ``model`` — resource codes, data items, resources, demands, negative entries, changes
+- ``validation`` — field-by-field checks raising one ``InvalidArgument`` with every violation
+- ``repository`` — the ``CatalogRepository`` protocol a store implements; ``memory`` the
+  in-memory implementation
+- ``registry`` — register / update / publish / retire / get / history; file demands
+- ``negative_list`` — the negative list with O(1) ``may_release`` decisions
+- ``matching`` / ``todo`` — demand ↔ supply matching (exact, then Chinese n-gram
+  similarity) and the suppliers' to-do list of unmet demands
+- ``coverage`` — per department and region counts; ``search`` — keyword search with
+  filters and keyset page tokens; ``federation`` — change feed and imports from children
+- ``importexport`` — CSV/JSON bulk import (all or nothing), JSON and DCAT-AP export
+- ``sample_data`` / ``sample_tables`` — the demo catalogue; ``synthetic`` — catalogues at scale
+
+Example::
+
+    from catalog_registry.memory import InMemoryCatalogRepository
+    from catalog_registry.negative_list import NegativeList
+    from catalog_registry.registry import CatalogRegistry
+    from catalog_registry.sample_data import load_sample
+
+    repo = InMemoryCatalogRepository()
+    registry = CatalogRegistry(repo, clock)
+    demands = load_sample(registry, NegativeList(repo, clock))
+"""

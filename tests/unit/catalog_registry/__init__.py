@@ -1,0 +1,1 @@
+"""Unit tests of the catalogue domain (catalog_registry)."""
