@@ -53,9 +53,7 @@ def generate(out_dir: Path) -> list[Path]:
 
 
 def checked_in() -> list[Path]:
-    return sorted(
-        p for p in (ROOT / "zhida").rglob("*") if p.name.endswith(GENERATED_SUFFIXES)
-    )
+    return sorted(p for p in (ROOT / "zhida").rglob("*") if p.name.endswith(GENERATED_SUFFIXES))
 
 
 def main() -> int:

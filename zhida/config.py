@@ -294,8 +294,9 @@ def _build(v: dict[str, Any], env: Mapping[str, str], source: Path | None) -> Co
         bucket = v["blobstore.s3.bucket"]
         if not _BUCKET_NAME.fullmatch(bucket):
             raise ConfigError("blobstore.s3.bucket", f"is not a valid bucket name: {bucket!r}")
-        s3 = S3Config(endpoint, bucket, access, secret, v["blobstore.s3.secure"],
-                      v["blobstore.s3.region"])
+        s3 = S3Config(
+            endpoint, bucket, access, secret, v["blobstore.s3.secure"], v["blobstore.s3.region"]
+        )
     elif backend != "filesystem":
         raise ConfigError("blobstore.backend", f"must be 'filesystem' or 's3', got {backend!r}")
 
