@@ -24,6 +24,11 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
     ProtoReflectionDescriptorDatabase,
 )
 
+from zhida.errors import FieldViolation
+
+_DETAILS_KEY = "grpc-status-details-bin"
+_CODES = {code.value[0]: code for code in grpc.StatusCode}
+
 
 def bearer(token: str) -> tuple[tuple[str, str], ...]:
     """Call metadata carrying ``token`` as an OAuth 2.0 bearer token."""
@@ -32,50 +37,61 @@ def bearer(token: str) -> tuple[tuple[str, str], ...]:
 
 @dataclass(frozen=True)
 class ErrorDetails:
-    code: str
+    """What a rich status says, decoded: the code, ErrorInfo and any field violations."""
+
+    code: grpc.StatusCode
     message: str
     reason: str = ""
     domain: str = ""
     metadata: dict[str, str] = field(default_factory=dict)
-    violations: tuple[tuple[str, str], ...] = ()
+    violations: tuple[FieldViolation, ...] = ()
 
     def __str__(self) -> str:
-        text = (
-            f"{self.code} {self.reason}: {self.message}"
-            if self.reason
-            else (f"{self.code}: {self.message}")
-        )
-        for path, description in self.violations:
-            text += f"\n  {path}: {description}"
+        head = f"{self.code.name} {self.reason}" if self.reason else self.code.name
+        text = f"{head}: {self.message}"
+        for v in self.violations:
+            text += f"\n  {v.field}: {v.description}"
         return text
 
 
-def error_details(err: grpc.RpcError) -> ErrorDetails:
-    """Decode a failed call's google.rpc.Status details (ErrorInfo, BadRequest).
+def decode_status(status: status_pb2.Status) -> ErrorDetails:
+    """Decode a ``google.rpc.Status`` into :class:`ErrorDetails`."""
+    reason, domain, metadata = "", "", {}
+    violations: list[FieldViolation] = []
+    for detail in status.details:
+        if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+            info = error_details_pb2.ErrorInfo()
+            detail.Unpack(info)
+            reason, domain, metadata = info.reason, info.domain, dict(info.metadata)
+        elif detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
+            bad = error_details_pb2.BadRequest()
+            detail.Unpack(bad)
+            violations.extend(FieldViolation(v.field, v.description) for v in bad.field_violations)
+    return ErrorDetails(
+        _CODES.get(status.code, grpc.StatusCode.UNKNOWN),
+        status.message,
+        reason,
+        domain,
+        metadata,
+        tuple(violations),
+    )
 
-    Works for sync calls (``grpc.Call``) and ``grpc.aio.AioRpcError`` alike.
+
+def error_details(err: grpc.RpcError) -> ErrorDetails:
+    """Decode a failed call's status and its details (ErrorInfo, BadRequest).
+
+    Works for sync calls (``grpc.Call``) and ``grpc.aio.AioRpcError`` alike; a
+    status without details still yields its code and message.
     """
     code_fn = getattr(err, "code", None)
-    code = code_fn().name if code_fn is not None else "UNKNOWN"
+    code: grpc.StatusCode = code_fn() if code_fn is not None else grpc.StatusCode.UNKNOWN
     details_fn = getattr(err, "details", None)
-    message = (details_fn() or "") if details_fn is not None else str(err)
-    reason, domain, meta = "", "", {}
-    violations: list[tuple[str, str]] = []
-    trailing = getattr(err, "trailing_metadata", None)
-    for key, value in (trailing() if trailing is not None else None) or ():
-        if key != "grpc-status-details-bin":
-            continue
-        status = status_pb2.Status.FromString(value)
-        for detail in status.details:
-            if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
-                info = error_details_pb2.ErrorInfo()
-                detail.Unpack(info)
-                reason, domain, meta = info.reason, info.domain, dict(info.metadata)
-            elif detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
-                bad = error_details_pb2.BadRequest()
-                detail.Unpack(bad)
-                violations += [(v.field, v.description) for v in bad.field_violations]
-    return ErrorDetails(code, message, reason, domain, meta, tuple(violations))
+    message: str = (details_fn() or "") if details_fn is not None else str(err)
+    trailing_fn = getattr(err, "trailing_metadata", None)
+    for key, value in (trailing_fn() if trailing_fn is not None else None) or ():
+        if key == _DETAILS_KEY:
+            return decode_status(status_pb2.Status.FromString(value))
+    return ErrorDetails(code, message)
 
 
 def list_services(channel: grpc.Channel) -> list[str]:

@@ -65,9 +65,9 @@ def chapter(ctx: DemoContext) -> None:
                 stub.GetNodeInfo(pb.GetNodeInfoRequest(), metadata=metadata, timeout=5)
             except grpc.RpcError as err:
                 details = error_details(err)
-                out.print(f"refused {label}: [yellow]{details.code} {details.reason}[/yellow]")
-                if details.code != want:
-                    raise DemoError(f"{label}: expected {want}, got {details.code}") from None
+                out.print(f"refused {label}: [yellow]{details.code.name} {details.reason}[/yellow]")
+                if details.code.name != want:
+                    raise DemoError(f"{label}: expected {want}, got {details}") from None
             else:
                 raise DemoError(f"{label} was accepted")
 

@@ -11,18 +11,17 @@ Example::
 
     from grpc_status import rpc_status
     from zhida.errors import NotFound
-    from zhida.server.status import decode_details, status_for
+    from zhida.server.status import status_for
 
     status = status_for(NotFound("no such licence", reason="LICENCE_NOT_FOUND"))
     assert status.code.name == "NOT_FOUND"
-    # on the client: rich = rpc_status.from_call(rpc_error); decode_details(rich)
+    # on the client: zhida.client.error_details(rpc_error) decodes it
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
 
 import grpc
 from google.protobuf import any_pb2
@@ -104,42 +103,3 @@ def _pack(message: error_details_pb2.ErrorInfo | error_details_pb2.BadRequest) -
     packed = any_pb2.Any()
     packed.Pack(message)
     return packed
-
-
-# --- decoding (clients and tests) ----------------------------------------------
-
-
-@dataclass(frozen=True)
-class ErrorDetails:
-    """What a rich status says, decoded: the ErrorInfo and any field violations."""
-
-    code: grpc.StatusCode
-    message: str
-    reason: str = ""
-    domain: str = ""
-    metadata: dict[str, str] = field(default_factory=dict)
-    violations: tuple[FieldViolation, ...] = ()
-
-
-def decode_details(status: status_pb2.Status) -> ErrorDetails:
-    """Decode a ``google.rpc.Status`` (from ``rpc_status.from_call``) into ErrorDetails."""
-    reason, domain, metadata = "", "", {}
-    violations: list[FieldViolation] = []
-    for detail in status.details:
-        if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
-            info = error_details_pb2.ErrorInfo()
-            detail.Unpack(info)
-            reason, domain, metadata = info.reason, info.domain, dict(info.metadata)
-        elif detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
-            bad = error_details_pb2.BadRequest()
-            detail.Unpack(bad)
-            violations.extend(FieldViolation(v.field, v.description) for v in bad.field_violations)
-    return ErrorDetails(
-        grpc_code(status.code), status.message, reason, domain, metadata, tuple(violations)
-    )
-
-
-def details_from_call(call: grpc.Call) -> ErrorDetails | None:
-    """Decode the rich status of a finished (failed) call, or None if it carries none."""
-    rich = rpc_status.from_call(call)
-    return None if rich is None else decode_details(rich)

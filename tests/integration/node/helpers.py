@@ -12,7 +12,7 @@ import grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from prometheus_client.parser import text_string_to_metric_families
 
-from zhida.server.status import ErrorDetails, details_from_call
+from zhida.client import ErrorDetails, error_details
 
 NODE_SERVICE = "zhida.node.v1.NodeService"
 HEALTH_SERVICE = "grpc.health.v1.Health"
@@ -30,8 +30,8 @@ def rpc_error(call: Any, *args: Any, **kwargs: Any) -> grpc.RpcError:
 
 def rich_details(error: grpc.RpcError) -> ErrorDetails:
     """The decoded google.rpc.Status of a failed call (must be present)."""
-    details = details_from_call(error)  # type: ignore[arg-type]
-    assert details is not None, f"no rich status on {error}"
+    details = error_details(error)
+    assert details.domain == "zhida", f"no rich status on {error}"
     return details
 
 

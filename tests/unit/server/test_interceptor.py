@@ -13,6 +13,7 @@ import grpc
 import pytest
 
 from zhida.auth.principal import Principal, Role
+from zhida.client import ErrorDetails, error_details
 from zhida.errors import (
     FieldViolation,
     InvalidArgument,
@@ -23,7 +24,6 @@ from zhida.errors import (
 from zhida.server.context import current_principal, current_trace_id, optional_principal
 from zhida.server.interceptor import ZhidaInterceptor, bearer_token
 from zhida.server.metrics import RpcMetrics
-from zhida.server.status import ErrorDetails, details_from_call
 
 SERVICE = "test.Svc"
 ADMIN = Principal("root", Role.ADMIN, "11420100000000000X", "420100", 2_000_000_000)
@@ -184,8 +184,8 @@ def _md(token: str | None, trace_id: str | None = None) -> tuple[tuple[str, str]
 
 
 def _details(error: grpc.RpcError) -> ErrorDetails:
-    details = details_from_call(error)  # type: ignore[arg-type]
-    assert details is not None
+    details = error_details(error)
+    assert details.domain == "zhida", f"no rich status on {error}"
     return details
 
 

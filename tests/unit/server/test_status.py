@@ -10,6 +10,8 @@ import pytest
 from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
+from zhida.client import decode_status as decode_details
+from zhida.client import error_details
 from zhida.errors import (
     ErrorCode,
     FieldViolation,
@@ -20,8 +22,6 @@ from zhida.errors import (
     ZhidaError,
 )
 from zhida.server.status import (
-    decode_details,
-    details_from_call,
     grpc_code,
     internal_status,
     status_for,
@@ -141,21 +141,22 @@ def test_zhida_error_is_not_logged_as_unexpected(caplog: pytest.LogCaptureFixtur
     assert caplog.records == []
 
 
-def test_details_from_call_round_trips_through_rpc_status() -> None:
+def test_error_details_round_trips_through_rpc_status() -> None:
     status = status_for(NotFound("gone", reason="GONE"))
     call = _FakeCall(status, extra=(("x-trace-id", "t"),))
     assert rpc_status.from_call(call) is not None  # type: ignore[arg-type]
-    details = details_from_call(call)  # type: ignore[arg-type]
-    assert details is not None
-    assert (details.code, details.message, details.reason) == (
+    details = error_details(call)  # type: ignore[arg-type]
+    assert (details.code, details.message, details.reason, details.domain) == (
         grpc.StatusCode.NOT_FOUND,
         "gone",
         "GONE",
+        "zhida",
     )
 
 
-def test_details_from_call_without_rich_status_is_none() -> None:
+def test_error_details_without_rich_status_has_code_and_message_only() -> None:
     rich = status_for(NotFound("x"))
     plain = _FakeCall(rich, extra=(("x-trace-id", "t"),))
     plain.trailing_metadata = lambda: (("x-trace-id", "t"),)  # type: ignore[method-assign]
-    assert details_from_call(plain) is None  # type: ignore[arg-type]
+    details = error_details(plain)  # type: ignore[arg-type]
+    assert (details.code, details.message, details.reason) == (grpc.StatusCode.NOT_FOUND, "x", "")
