@@ -43,7 +43,7 @@ from grpc.aio import AbortError
 
 from zhida.auth.principal import Principal
 from zhida.errors import Unauthenticated
-from zhida.server.context import PRINCIPAL, TRACE_ID
+from zhida.server.context import DEADLINE, PRINCIPAL, TRACE_ID
 from zhida.server.logs import fast_sink
 from zhida.server.metrics import MethodMetrics, RpcMetrics
 from zhida.server.status import status_for_exception
@@ -166,6 +166,9 @@ class ZhidaInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
         if not isinstance(trace_id, str) or not _TRACE_ID_RE.fullmatch(trace_id):
             trace_id = new_trace_id()
         TRACE_ID.set(trace_id)  # the call's own task context: no reset needed
+        remaining = context.time_remaining()
+        if remaining is not None:
+            DEADLINE.set(time.monotonic() + remaining)
         trailer = ((TRACE_HEADER, trace_id),)
         context.set_trailing_metadata(trailer)
         if method.metrics is not None:

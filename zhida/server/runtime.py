@@ -26,10 +26,9 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import functools
 import logging
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import ParamSpec, TypeVar
 
 from zhida.auth.keys import ensure_dev_keys
@@ -38,6 +37,7 @@ from zhida.blobstore import BlobStore, open_blobstore
 from zhida.config import Config
 from zhida.db.engine import Database
 from zhida.db.migrate import upgrade
+from zhida.server.context import check_deadline
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -93,14 +93,31 @@ class NodeRuntime:
         return cls(config, database, blobstore, verifier)
 
     async def run_blocking(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
-        """Run ``fn`` in the I/O thread pool with the caller's context; await its result."""
-        loop = asyncio.get_running_loop()
-        ctx = contextvars.copy_context()
-        call = functools.partial(ctx.run, fn, *args, **kwargs)
-        return await loop.run_in_executor(self.executor, call)
+        """Run ``fn`` in the I/O thread pool with the caller's context; await its result.
+
+        The call's deadline is honoured: ``fn`` is not started, in the loop or
+        once it reaches a pool thread, if the deadline has already passed
+        (DEADLINE_EXCEEDED, nothing done); the aio server cancels the waiting
+        handler itself when the deadline passes later.
+        """
+        return await run_in_pool(self.executor, fn, *args, **kwargs)
 
     def close(self) -> None:
         """Stop the thread pool and close connections (idempotent)."""
         self.executor.shutdown(wait=False, cancel_futures=True)
         self.database.dispose()
         self.blobstore.close()
+
+
+async def run_in_pool(
+    executor: Executor, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs
+) -> T:
+    """Run ``fn`` in ``executor`` with the caller's context, honouring the call's deadline."""
+    check_deadline()
+
+    def job() -> T:
+        check_deadline()  # the pool may have been busy: the client may have given up
+        return fn(*args, **kwargs)
+
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(executor, contextvars.copy_context().run, job)

@@ -7,6 +7,7 @@ import logging
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import grpc
@@ -21,9 +22,15 @@ from zhida.errors import (
     PermissionDenied,
     Unauthenticated,
 )
-from zhida.server.context import current_principal, current_trace_id, optional_principal
+from zhida.server.context import (
+    current_principal,
+    current_trace_id,
+    optional_principal,
+    time_remaining,
+)
 from zhida.server.interceptor import ZhidaInterceptor, bearer_token
 from zhida.server.metrics import RpcMetrics
+from zhida.server.runtime import run_in_pool
 
 SERVICE = "test.Svc"
 ADMIN = Principal("root", Role.ADMIN, "11420100000000000X", "420100", 2_000_000_000)
@@ -104,7 +111,30 @@ async def bidi(requests: AsyncIterator[bytes], context: Any) -> AsyncIterator[by
         yield request.upper()
 
 
+# A one-thread pool: "Block" occupies it, so "Queued" waits behind it.
+POOL = ThreadPoolExecutor(max_workers=1, thread_name_prefix="test-pool")
+DONE: list[bytes] = []
+
+
+async def block(request: bytes, context: Any) -> bytes:
+    await run_in_pool(POOL, time.sleep, 0.6)
+    return b"blocked"
+
+
+async def queued(request: bytes, context: Any) -> bytes:
+    await run_in_pool(POOL, DONE.append, request)
+    return b"done"
+
+
+async def remaining(request: bytes, context: Any) -> bytes:
+    left = time_remaining()
+    return b"none" if left is None else b"%.1f" % left
+
+
 HANDLERS = {
+    "Block": grpc.unary_unary_rpc_method_handler(block),
+    "Queued": grpc.unary_unary_rpc_method_handler(queued),
+    "Remaining": grpc.unary_unary_rpc_method_handler(remaining),
     "Ok": grpc.unary_unary_rpc_method_handler(ok),
     "AdminOnly": grpc.unary_unary_rpc_method_handler(ok),
     "WhoAmI": grpc.unary_unary_rpc_method_handler(whoami),
@@ -333,3 +363,28 @@ def test_metrics_latency_and_in_flight(harness: Harness) -> None:
     harness.unary("Ok")
     assert registry.get_sample_value("zhida_rpc_duration_seconds_count", method) == before + 1
     assert registry.get_sample_value("zhida_rpc_in_flight", method) == 0
+
+
+def test_the_handler_sees_the_client_deadline(harness: Harness) -> None:
+    left = float(harness.unary("Remaining"))  # the harness's calls carry timeout=5
+    assert 3.0 < left <= 5.0
+    no_deadline = _rpc(harness.channel, "unary_unary", "Remaining")(b"x", metadata=_md("admin"))
+    assert no_deadline == b"none"
+
+
+def test_work_queued_past_the_deadline_is_never_done(harness: Harness) -> None:
+    DONE.clear()
+    blocker = _rpc(harness.channel, "unary_unary", "Block").future(
+        b"x", metadata=_md("admin"), timeout=5
+    )
+    time.sleep(0.1)  # let Block take the pool's only thread
+    with pytest.raises(grpc.RpcError) as info:
+        _rpc(harness.channel, "unary_unary", "Queued")(b"late", metadata=_md("admin"), timeout=0.2)
+    assert info.value.code() is grpc.StatusCode.DEADLINE_EXCEEDED
+    assert blocker.result(5) == b"blocked"
+    # The queued job reached the thread after its deadline: it must not have run.
+    POOL.submit(lambda: None).result(5)
+    assert DONE == []
+    # Within its deadline the same call does the work.
+    assert harness.unary("Queued", request=b"on-time") == b"done"
+    assert DONE == [b"on-time"]
