@@ -22,60 +22,50 @@ Example::
 
 from __future__ import annotations
 
-import hashlib
 import hmac
-import struct
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import NamedTuple, Protocol
 
+from audit_log.compact import CompactRange, MemoryNodeStore
 from audit_log.errors import ProofError, TreeError, TreeStateError
+from audit_log.hashes import (
+    EMPTY_ROOT,
+    HASH_SIZE,
+    MAX_TREE_SIZE,
+    HashReader,
+    NodeHash,
+    NodeID,
+    leaf_hash,
+    node_hash,
+)
+from audit_log.hashes import check_uint64 as _check_uint64
+from audit_log.hashes import fold as _fold
+from audit_log.hashes import largest_pow2_below as _largest_pow2_below
+from audit_log.hashes import perfect_nodes as _perfect_nodes
 
-HASH_SIZE = 32
-EMPTY_ROOT = hashlib.sha256(b"").digest()
-# Sizes and indices are uint64 in every wire format we speak (C2SP checkpoints,
-# RFC 9162 structures); refusing larger values keeps us interoperable.
-MAX_TREE_SIZE = 2**64 - 1
-
-_sha256 = hashlib.sha256
-_STATE_VERSION = 1
-_STATE_HEADER = struct.Struct(">BQ")  # version byte, tree size
-
-
-# ``index`` deliberately shadows tuple.index: (level, index) is the RFC vocabulary.
-class NodeID(NamedTuple):
-    """A perfect subtree: ``level`` 0 is a leaf; it covers 2**level leaves."""
-
-    level: int
-    index: int  # type: ignore[assignment]
-
-
-class NodeHash(NamedTuple):
-    """A perfect subtree and its hash, as emitted for storage."""
-
-    level: int
-    index: int  # type: ignore[assignment]
-    hash: bytes
-
-
-class HashReader(Protocol):
-    """Read access to stored perfect-subtree hashes.
-
-    One batched call per proof so that a database can answer with one query.
-    Must return the hashes in the order of ``ids``; raise if one is missing.
-    """
-
-    def get_nodes(self, ids: Sequence[NodeID], /) -> Sequence[bytes]: ...
-
-
-def leaf_hash(data: bytes) -> bytes:
-    """RFC 6962 §2.1: MTH({d(0)}) = SHA-256(0x00 || d(0))."""
-    return _sha256(b"\x00" + data).digest()
-
-
-def node_hash(left: bytes, right: bytes) -> bytes:
-    """RFC 6962 §2.1: SHA-256(0x01 || MTH(D[0:k]) || MTH(D[k:n]))."""
-    return _sha256(b"\x01" + left + right).digest()
+# Re-exported: the hashing primitives and the compact range have their own
+# modules (hashes.py, compact.py) but remain part of this module's API.
+__all__ = [
+    "EMPTY_ROOT",
+    "HASH_SIZE",
+    "MAX_TREE_SIZE",
+    "CompactRange",
+    "HashReader",
+    "MemoryNodeStore",
+    "NodeHash",
+    "NodeID",
+    "ProofPlan",
+    "consistency_plan",
+    "consistency_proof",
+    "inclusion_plan",
+    "inclusion_proof",
+    "leaf_hash",
+    "node_hash",
+    "root_at",
+    "root_from_leaf_hashes",
+    "verify_consistency",
+    "verify_inclusion",
+]
 
 
 def root_from_leaf_hashes(hashes: Sequence[bytes]) -> bytes:
@@ -96,35 +86,6 @@ def root_from_leaf_hashes(hashes: Sequence[bytes]) -> bytes:
             paired.append(level[-1])
         level = paired
     return level[0]
-
-
-def _largest_pow2_below(n: int) -> int:
-    """k in RFC 9162 §2.1.1: the largest power of two smaller than n (n > 1)."""
-    return 1 << ((n - 1).bit_length() - 1)
-
-
-def _perfect_nodes(begin: int, end: int) -> tuple[NodeID, ...]:
-    """Split [begin, end) into perfect subtrees, largest first.
-
-    The RFC recursion only yields ranges whose start is aligned to their
-    largest power of two, so folding these from the right gives MTH(D[begin:end]).
-    """
-    nodes = []
-    remaining = end - begin
-    while remaining:
-        level = remaining.bit_length() - 1
-        nodes.append(NodeID(level, begin >> level))
-        begin += 1 << level
-        remaining -= 1 << level
-    return tuple(nodes)
-
-
-def _fold(hashes: Sequence[bytes]) -> bytes:
-    """MTH of consecutive perfect subtrees given largest first (right fold)."""
-    acc = hashes[-1]
-    for h in reversed(hashes[:-1]):
-        acc = node_hash(h, acc)
-    return acc
 
 
 def _inclusion_ranges(index: int, size: int) -> list[tuple[int, int]]:
@@ -199,14 +160,6 @@ class ProofPlan:
             proof.append(_fold(hashes[at : at + len(segment)]))
             at += len(segment)
         return proof
-
-
-def _check_uint64(what: str, value: object, error: type[Exception]) -> int:
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise error(f"{what} must be an integer, got {type(value).__name__}")
-    if not 0 <= value <= MAX_TREE_SIZE:
-        raise error(f"{what} {value} is outside 0..2**64-1")
-    return value
 
 
 def inclusion_plan(index: int, size: int) -> ProofPlan:
@@ -355,121 +308,3 @@ def verify_consistency(
         raise ProofError(f"proof does not reproduce root1 for {context}")
     if not hmac.compare_digest(sr, second_hash):
         raise ProofError(f"proof does not reproduce root2 for {context}")
-
-
-class CompactRange:
-    """The right edge ("frontier") of a log: the perfect subtree roots of [0, size).
-
-    Holds one hash per set bit of ``size``, largest subtree first, which is all
-    that is needed to append and to compute the root. Persist it with
-    :meth:`to_bytes` (or ``size`` + ``hashes``) to restart without rehashing.
-    """
-
-    __slots__ = ("_hashes", "_size")
-
-    def __init__(self, size: int = 0, hashes: Iterable[bytes] = ()) -> None:
-        _check_uint64("tree size", size, TreeStateError)
-        frontier = list(hashes)
-        if len(frontier) != size.bit_count():
-            raise TreeStateError(
-                f"a tree of size {size} has {size.bit_count()} frontier hashes, got {len(frontier)}"
-            )
-        for h in frontier:
-            if not isinstance(h, bytes) or len(h) != HASH_SIZE:
-                raise TreeStateError(f"frontier hash is not {HASH_SIZE} bytes")
-        self._size = size
-        self._hashes = frontier
-
-    @classmethod
-    def from_reader(cls, size: int, reader: HashReader) -> CompactRange:
-        """Rebuild the frontier of ``size`` from stored nodes (O(log n) reads)."""
-        _check_uint64("tree size", size, TreeError)
-        ids = _perfect_nodes(0, size)
-        return cls(size, list(reader.get_nodes(ids)) if ids else [])
-
-    @classmethod
-    def from_bytes(cls, data: bytes) -> CompactRange:
-        if len(data) < _STATE_HEADER.size:
-            raise TreeStateError("compact range state is truncated")
-        version, size = _STATE_HEADER.unpack_from(data)
-        if version != _STATE_VERSION:
-            raise TreeStateError(f"unknown compact range state version {version}")
-        body = data[_STATE_HEADER.size :]
-        if len(body) != HASH_SIZE * size.bit_count():
-            raise TreeStateError(f"compact range state has wrong length for size {size}")
-        return cls(size, [body[i : i + HASH_SIZE] for i in range(0, len(body), HASH_SIZE)])
-
-    def to_bytes(self) -> bytes:
-        """Version byte, uint64 size (big-endian), then the frontier hashes."""
-        return _STATE_HEADER.pack(_STATE_VERSION, self._size) + b"".join(self._hashes)
-
-    @property
-    def size(self) -> int:
-        return self._size
-
-    @property
-    def hashes(self) -> tuple[bytes, ...]:
-        return tuple(self._hashes)
-
-    def append(self, leaf_hash: bytes) -> list[NodeHash]:
-        """Add one leaf; return every perfect subtree it completes, leaf first.
-
-        Each returned node is final (its hash never changes) and is exactly
-        what a :class:`HashReader` must later serve.
-        """
-        if not isinstance(leaf_hash, bytes) or len(leaf_hash) != HASH_SIZE:
-            raise TreeError(f"leaf hash must be {HASH_SIZE} bytes")
-        index = self._size
-        if index == MAX_TREE_SIZE:
-            raise TreeError("the tree is full (2**64-1 leaves)")
-        h, level = leaf_hash, 0
-        emitted = [NodeHash(0, index, h)]
-        frontier = self._hashes
-        while index & 1:  # a right child: merge with its left sibling on the frontier
-            h = node_hash(frontier.pop(), h)
-            index >>= 1
-            level += 1
-            emitted.append(NodeHash(level, index, h))
-        frontier.append(h)
-        self._size += 1
-        return emitted
-
-    def extend(self, leaf_hashes: Iterable[bytes]) -> list[NodeHash]:
-        emitted: list[NodeHash] = []
-        for h in leaf_hashes:
-            emitted.extend(self.append(h))
-        return emitted
-
-    def root(self) -> bytes:
-        """MTH(D[0:size]): the frontier folded from the right (RFC 6962 §2.1)."""
-        return _fold(self._hashes) if self._hashes else EMPTY_ROOT
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, CompactRange):
-            return NotImplemented
-        return self._size == other._size and self._hashes == other._hashes
-
-    def __repr__(self) -> str:
-        return f"CompactRange(size={self._size}, root={self.root().hex()[:16]}...)"
-
-
-class MemoryNodeStore:
-    """A dict-backed :class:`HashReader`, for tests, tools and small logs."""
-
-    __slots__ = ("_nodes",)
-
-    def __init__(self) -> None:
-        self._nodes: dict[tuple[int, int], bytes] = {}
-
-    def put(self, nodes: Iterable[NodeHash]) -> None:
-        for level, index, h in nodes:
-            self._nodes[(level, index)] = h
-
-    def get_nodes(self, ids: Sequence[NodeID], /) -> list[bytes]:
-        try:
-            return [self._nodes[i] for i in ids]
-        except KeyError as exc:
-            raise TreeStateError(f"node {tuple(exc.args[0])} is not stored") from None
-
-    def __len__(self) -> int:
-        return len(self._nodes)

@@ -17,7 +17,7 @@ from rich.table import Table
 
 from bench.machine import describe
 
-BENCHMARKS = ("node_echo",)
+BENCHMARKS = ("node_echo", "audit_log")
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
 

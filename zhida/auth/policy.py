@@ -49,6 +49,13 @@ RPC_POLICY: Mapping[str, frozenset[Role]] = MappingProxyType(
         "/zhida.node.v1.NodeService/Echo": ALL_ROLES,
         "/zhida.node.v1.NodeService/WhoAmI": ALL_ROLES,
         "/zhida.node.v1.NodeService/GetNodeInfo": OPERATORS,
+        # zhida.audit.v1.AuditService (a holder's search is narrowed to itself by the service)
+        "/zhida.audit.v1.AuditService/SearchEvents": frozenset({Role.AUDITOR, Role.HOLDER}),
+        "/zhida.audit.v1.AuditService/GetCheckpoint": frozenset({Role.AUDITOR, Role.NODE}),
+        "/zhida.audit.v1.AuditService/GetInclusionProof": frozenset({Role.AUDITOR, Role.HOLDER}),
+        "/zhida.audit.v1.AuditService/GetConsistencyProof": frozenset({Role.AUDITOR, Role.NODE}),
+        "/zhida.audit.v1.AuditService/ExportEvents": frozenset({Role.AUDITOR}),
+        "/zhida.audit.v1.AuditService/CosignCheckpoint": frozenset({Role.NODE}),
     }
 )
 

@@ -27,6 +27,7 @@ COMMAND_MODULES = (
     "zhida.cli.db",
     "zhida.cli.token",
     "zhida.cli.config_cmd",
+    "zhida.cli.audit",
     "zhida.cli.demo",
 )
 

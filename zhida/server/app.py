@@ -38,6 +38,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
+from audit_log.service import AuditService
+from zhida.audit.v1 import audit_service_pb2, audit_service_pb2_grpc
 from zhida.auth.policy import authorize, is_public
 from zhida.errors import ConfigError
 from zhida.node.v1 import node_service_pb2, node_service_pb2_grpc
@@ -88,6 +90,7 @@ def grpc_service(
 # The registry: one line per service.
 SERVICES: list[ServiceSpec] = [
     grpc_service(node_service_pb2, node_service_pb2_grpc, NodeService),
+    grpc_service(audit_service_pb2, audit_service_pb2_grpc, AuditService),
 ]
 
 

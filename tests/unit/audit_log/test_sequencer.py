@@ -1,0 +1,139 @@
+"""Group commit: concurrent appends get unique contiguous indices, durable on return."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Sequence
+
+import pytest
+
+from audit_log.sequencer import Sequencer
+from audit_log.sql import SqlLogStorage
+from audit_log.storage import EncodedEvent
+from tests.unit.audit_log.conftest import make_event
+from zhida.db import Database
+from zhida.errors import ResourceExhausted, Unavailable
+
+THREADS = 12
+PER_THREAD = 40
+
+
+def test_many_threads_unique_contiguous_and_durable_on_return(database: Database) -> None:
+    storage = SqlLogStorage(database)
+    sequencer = Sequencer(storage, max_batch=64, max_delay=0.001)
+    # A separate reader (another connection pool) checks each index right after return.
+    reader = SqlLogStorage(Database(database.url, pool_size=2))
+    indices: list[int] = []
+    problems: list[str] = []
+    lock = threading.Lock()
+
+    def worker(t: int) -> None:
+        for k in range(PER_THREAD):
+            event = make_event(t * 1000 + k)
+            index = sequencer.append(event, timeout=30)
+            rows = reader.read_events(index, index + 1)
+            if not rows or rows[0].leaf != EncodedEvent.of(event).leaf:
+                problems.append(f"index {index} not durable when append returned")
+            with lock:
+                indices.append(index)
+
+    threads = [threading.Thread(target=worker, args=(t,)) for t in range(THREADS)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    sequencer.close()
+    reader.database.dispose()
+    assert problems == []
+    assert sorted(indices) == list(range(THREADS * PER_THREAD))
+    assert storage.tree_head().size == THREADS * PER_THREAD
+    assert sequencer.stats.batches < THREADS * PER_THREAD  # some batching happened
+    assert sequencer.stats.largest_batch > 1
+
+
+def test_two_sequencers_on_one_database_share_one_log(database: Database) -> None:
+    """Like two worker processes: each re-reads the tree state under the lock."""
+    a, b = Sequencer(SqlLogStorage(database)), Sequencer(SqlLogStorage(database))
+    got: list[int] = []
+
+    def run(seq: Sequencer, base: int) -> None:
+        got.extend(seq.append_many([make_event(base + i) for i in range(30)], timeout=30))
+
+    threads = [threading.Thread(target=run, args=(s, n)) for s, n in ((a, 0), (b, 100))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    a.close()
+    b.close()
+    assert sorted(got) == list(range(60))
+
+
+def test_async_appends_from_many_tasks(database: Database) -> None:
+    sequencer = Sequencer(SqlLogStorage(database), max_batch=100, max_delay=0.002)
+
+    async def main() -> list[int]:
+        return list(
+            await asyncio.gather(*(sequencer.append_async(make_event(i)) for i in range(300)))
+        )
+
+    indices = asyncio.run(main())
+    sequencer.close()
+    assert sorted(indices) == list(range(300))
+    assert sequencer.stats.batches <= 10
+
+
+class _FlakyStorage:
+    """Fails every batch containing a poisoned event; records what it stored."""
+
+    def __init__(self) -> None:
+        self.stored: list[bytes] = []
+        self.gate = threading.Event()
+
+    def append(self, events: Sequence[EncodedEvent], /) -> int:
+        self.gate.wait(10)
+        if any(e.event.subject == "poison" for e in events):
+            raise Unavailable("database went away", reason="DATABASE_UNAVAILABLE")
+        first = len(self.stored)
+        self.stored.extend(e.leaf for e in events)
+        return first
+
+
+def test_a_failed_batch_fails_every_caller_of_that_batch() -> None:
+    storage = _FlakyStorage()
+    sequencer = Sequencer(storage, max_batch=10, max_delay=0.05)  # type: ignore[arg-type]
+    futures = [sequencer.submit(make_event(i)) for i in range(4)]
+    futures.append(sequencer.submit(make_event(4, subject="poison")))
+    storage.gate.set()
+    for future in futures:  # all five were one batch: all fail
+        with pytest.raises(Unavailable):
+            future.result(10)
+    assert storage.stored == []
+    assert sequencer.append(make_event(5), timeout=10) == 0  # the next batch is fine
+    assert sequencer.stats.failed_batches == 1
+    sequencer.close()
+
+
+def test_closed_and_full_sequencers_refuse() -> None:
+    storage = _FlakyStorage()  # blocks until the gate opens: nothing drains meanwhile
+    sequencer = Sequencer(storage, max_batch=2, max_queued=3)  # type: ignore[arg-type]
+    # At most one batch (2) is in the writer's hands, plus 3 queued: the 6th is refused.
+    accepted = 0
+    refused: list[ResourceExhausted] = []
+    for i in range(6):
+        try:
+            sequencer.submit(make_event(i))
+        except ResourceExhausted as exc:
+            refused.append(exc)
+            break
+        accepted += 1
+    assert refused
+    assert 3 <= accepted <= 5
+    storage.gate.set()
+    sequencer.close()
+    assert len(storage.stored) == accepted  # close() flushes what was queued
+    with pytest.raises(Unavailable):
+        sequencer.append(make_event(9))
+    with pytest.raises(ValueError, match="max_batch"):
+        Sequencer(storage, max_batch=0)  # type: ignore[arg-type]
