@@ -65,6 +65,12 @@ def run() -> dict[str, Any]:
     ratio = round(zhida["throughput"] / bare["throughput"], 3)
     return {
         "name": "node_echo",
+        "figure": (
+            f"zhida {zhida['throughput']:.0f}/s (p50 {zhida['p50_ms']} ms, p99 "
+            f"{zhida['p99_ms']} ms) vs bare {bare['throughput']:.0f}/s "
+            f"(p50 {bare['p50_ms']} ms, p99 {bare['p99_ms']} ms): ratio {ratio}"
+        ),
+        "target": f"ratio >= {TARGET}",
         "description": (
             "authenticated NodeService.Echo through the zhida node vs bare grpc.aio echo"
         ),
