@@ -126,10 +126,9 @@ def search_request(request: pb.SearchEventsRequest) -> SearchRequest:
 class AuditService(pb_grpc.AuditServiceServicer):
     """See ``protos/zhida/audit/v1/audit_service.proto``."""
 
-    def __init__(self, runtime: NodeRuntime, log: AuditLog | None = None) -> None:
+    def __init__(self, runtime: NodeRuntime) -> None:
         self._runtime = runtime
-        # One log per serving process; appends from other services should share it.
-        self.log = log or AuditLog.open(runtime.config, runtime.database)
+        self.log: AuditLog = runtime.audit  # the process's one log, shared by every service
         self.log.start_publishing(CHECKPOINT_INTERVAL)
         self._witness = Witness(self.log.storage, self.log.keys.cosigner)
 

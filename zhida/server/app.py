@@ -149,7 +149,11 @@ async def build_server(
     """
     config = runtime.config
     interceptor = ZhidaInterceptor(
-        runtime.verifier, authorize=authorize, is_public=is_public, metrics=metrics
+        runtime.verifier,
+        authorize=authorize,
+        is_public=is_public,
+        metrics=metrics,
+        on_denied=runtime.recorder.denied,
     )
     server = grpc.aio.server(
         interceptors=[interceptor],

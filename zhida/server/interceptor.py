@@ -42,7 +42,7 @@ import grpc
 from grpc.aio import AbortError
 
 from zhida.auth.principal import Principal
-from zhida.errors import Unauthenticated
+from zhida.errors import Unauthenticated, ZhidaError
 from zhida.server.context import DEADLINE, PRINCIPAL, TRACE_ID
 from zhida.server.logs import fast_sink
 from zhida.server.metrics import MethodMetrics, RpcMetrics
@@ -55,6 +55,7 @@ _BEARER = "bearer "
 
 ACCESS_LOGGER = "zhida.access"
 access_log = logging.getLogger(ACCESS_LOGGER)
+log = logging.getLogger("zhida.server.interceptor")
 
 Behaviour = Callable[..., Any]  # (request or request iterator, context) -> response(s)
 
@@ -104,8 +105,12 @@ class ZhidaInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
         authorize: Callable[[str, Principal], None],
         is_public: Callable[[str], bool],
         metrics: RpcMetrics | None = None,
+        on_denied: Callable[[str, str], Awaitable[None]] | None = None,
     ) -> None:
         self._verifier = verifier
+        # Called (method, reason) when a call is refused for its credential or role,
+        # before the client sees the refusal: the node records it in the audit log.
+        self._on_denied = on_denied
         self._authorize = authorize
         self._is_public = is_public
         self._metrics = metrics
@@ -182,9 +187,18 @@ class ZhidaInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
         principal = self._verifier.verify(bearer_token(header))
         if principal is None:  # a verifier must raise; never let None through
             raise Unauthenticated("token not accepted", reason="TOKEN_INVALID")
+        PRINCIPAL.set(principal)  # before authorising: a refusal is recorded with its caller
         self._authorize(method.name, principal)
-        PRINCIPAL.set(principal)
         return principal
+
+    async def _denied(self, method: _Method, denial: ZhidaError) -> None:
+        if self._on_denied is None:
+            return
+        try:
+            await self._on_denied(method.name, denial.reason)
+        except Exception:
+            # The refusal stands even if it cannot be recorded; the operator must know.
+            log.exception("could not record the refusal of %s in the audit log", method.name)
 
     def _end(
         self,
@@ -232,7 +246,11 @@ class ZhidaInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
             code = "OK"
             ended = False
             try:
-                principal = self._authenticate(method, auth)
+                try:
+                    principal = self._authenticate(method, auth)
+                except ZhidaError as denial:
+                    await self._denied(method, denial)
+                    raise
                 result = inner(request, context)
                 if always_awaitable or inspect.isawaitable(result):
                     result = await result
@@ -271,7 +289,11 @@ class ZhidaInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
             code = "OK"
             ended = False
             try:
-                principal = self._authenticate(method, auth)
+                try:
+                    principal = self._authenticate(method, auth)
+                except ZhidaError as denial:
+                    await self._denied(method, denial)
+                    raise
                 responses = inner(request, context)
                 if inspect.isasyncgen(responses):
                     async for response in responses:

@@ -31,12 +31,14 @@ from collections.abc import Callable
 from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import ParamSpec, TypeVar
 
+from audit_log.log import AuditLog
 from zhida.auth.keys import ensure_dev_keys
 from zhida.auth.verifier import TokenVerifier
 from zhida.blobstore import BlobStore, open_blobstore
 from zhida.config import Config
 from zhida.db.engine import Database
 from zhida.db.migrate import upgrade
+from zhida.server.audit import AuditRecorder
 from zhida.server.context import check_deadline
 
 P = ParamSpec("P")
@@ -69,6 +71,7 @@ class NodeRuntime:
         database: Database,
         blobstore: BlobStore,
         verifier: TokenVerifier,
+        audit: AuditLog,
         *,
         max_threads: int | None = None,
     ) -> None:
@@ -76,6 +79,9 @@ class NodeRuntime:
         self.database = database
         self.blobstore = blobstore
         self.verifier = verifier
+        # One audit log per process: every service records through ``recorder``.
+        self.audit = audit
+        self.recorder = AuditRecorder(audit, config.node.name)
         # More threads than pooled connections would only queue inside the pool.
         threads = max_threads or min(64, config.database.pool_size + 4)
         self.executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="zhida-io")
@@ -87,10 +93,11 @@ class NodeRuntime:
         database = Database.from_config(config.database)
         try:
             blobstore = open_blobstore(config.blobstore)
+            audit = AuditLog.open(config, database)
         except BaseException:
             database.dispose()
             raise
-        return cls(config, database, blobstore, verifier)
+        return cls(config, database, blobstore, verifier, audit)
 
     async def run_blocking(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """Run ``fn`` in the I/O thread pool with the caller's context; await its result.
@@ -105,6 +112,7 @@ class NodeRuntime:
     def close(self) -> None:
         """Stop the thread pool and close connections (idempotent)."""
         self.executor.shutdown(wait=False, cancel_futures=True)
+        self.audit.close()  # flushes pending appends before the database goes
         self.database.dispose()
         self.blobstore.close()
 

@@ -15,6 +15,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from audit_log.checkpoint import Checkpoint, sign_checkpoint
 from audit_log.export import check_record
+from audit_log.log import AuditLog
 from audit_log.merkle import root_at, verify_consistency, verify_inclusion
 from audit_log.note import Ed25519Signer
 from audit_log.service import AuditService
@@ -34,6 +35,7 @@ HOLDER = "42010219900101001X"
 class FakeRuntime:
     def __init__(self, config: Config, database: Database) -> None:
         self.config, self.database = config, database
+        self.audit = AuditLog.open(config, database)
 
     async def run_blocking(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         ctx = contextvars.copy_context()
