@@ -26,12 +26,28 @@ class DemoContext:
 
 
 Chapter = Callable[[DemoContext], None]
+COUNTY_NODE = "county-420102"
+
+
+class DemoError(RuntimeError):
+    """A demo step did not behave as the story says it must."""
+
+
+def demo_node(ctx: DemoContext) -> LocalNode:
+    """The story's county node (江岸区, 420102), started by the first chapter."""
+    node = ctx.nodes.get(COUNTY_NODE)
+    if node is None:
+        raise DemoError("the county node is not running")
+    return node
 
 
 def _chapters() -> list[tuple[str, Chapter]]:
-    from zhida.demo import foundation
+    from zhida.demo import audit, foundation
 
-    return [("A node on the embedded default", foundation.chapter)]
+    return [
+        ("A node on the embedded default", foundation.chapter),
+        ("The access log: every refusal and change, provable", audit.chapter),
+    ]
 
 
 def run(data_dir: Path | None = None, console: Console | None = None) -> int:
@@ -43,8 +59,10 @@ def run(data_dir: Path | None = None, console: Console | None = None) -> int:
                 console.rule(f"[bold]Chapter {number}: {title}")
                 chapter(ctx)
         finally:
-            for name, node in ctx.nodes.items():
-                code = node.stop()
-                console.print(f"stopped node [cyan]{name}[/cyan] (exit code {code})")
+            codes = {name: node.stop() for name, node in ctx.nodes.items()}
+            for name, code in codes.items():
+                console.print(f"SIGTERM to node [cyan]{name}[/cyan]: drained, exit code {code}")
+        if any(codes.values()):
+            raise DemoError(f"a node did not exit cleanly: {codes}")
     console.rule("[bold green]demo finished: every step succeeded")
     return 0

@@ -7,23 +7,19 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from zhida.auth.principal import Role
 from zhida.client import bearer, error_details, list_services
-from zhida.demo import DemoContext
+from zhida.demo import COUNTY_NODE, DemoContext, DemoError
 from zhida.localnode import LocalNode
 from zhida.node.v1 import node_service_pb2 as pb
 from zhida.node.v1 import node_service_pb2_grpc as pb_grpc
 
 
-class DemoError(RuntimeError):
-    """A demo step did not behave as the story says it must."""
-
-
 def chapter(ctx: DemoContext) -> None:
     out = ctx.console
-    node_dir = ctx.data_dir / "county-420102"
+    node_dir = ctx.data_dir / COUNTY_NODE
     out.print(f"starting [cyan]zhida serve[/cyan] with data directory {node_dir}")
     out.print("  (embedded default: SQLite database, local blob directory, dev keys on first run)")
     node = LocalNode.start(node_dir)
-    ctx.nodes["county-420102"] = node
+    ctx.nodes[COUNTY_NODE] = node
     out.print(f"node is up at {node.address}, pid {node.proc.pid}")
     created = sorted(p.name for p in (node_dir).iterdir())
     out.print(f"first run created: {', '.join(created)}")
@@ -70,9 +66,3 @@ def chapter(ctx: DemoContext) -> None:
                     raise DemoError(f"{label}: expected {want}, got {details}") from None
             else:
                 raise DemoError(f"{label} was accepted")
-
-    code = node.stop()
-    del ctx.nodes["county-420102"]
-    out.print(f"sent SIGTERM: node drained and exited with code {code}")
-    if code != 0:
-        raise DemoError(f"node exited with {code}:\n{node.log_tail()}")
