@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
@@ -26,14 +28,28 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
             proc.wait()
 
 
+@dataclass(frozen=True)
+class Server:
+    """A server process under measurement."""
+
+    address: str
+    pid: int
+    env: dict[str, str]
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU time the process has used so far (Linux /proc)."""
+        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 @contextlib.contextmanager
-def bare_echo_server() -> Iterator[str]:
-    """A bare grpc.aio echo server in its own process; yields its address."""
+def bare_echo_server() -> Iterator[Server]:
+    """A bare grpc.aio echo server in its own process."""
     address = f"127.0.0.1:{free_port()}"
     proc = subprocess.Popen([sys.executable, "-m", "bench.bare_echo_server", address])
     try:
         wait_serving_bare(address, proc)
-        yield address
+        yield Server(address, proc.pid, {})
     finally:
         stop(proc)
 
@@ -54,10 +70,10 @@ def wait_serving_bare(address: str, proc: subprocess.Popen[bytes], timeout: floa
 
 
 @contextlib.contextmanager
-def zhida_node(extra_env: dict[str, str] | None = None) -> Iterator[tuple[str, dict[str, str]]]:
-    """A real `zhida serve` process on the embedded default; yields (address, env)."""
+def zhida_node(extra_env: dict[str, str] | None = None) -> Iterator[Server]:
+    """A real `zhida serve` process on the embedded default."""
     with (
         tempfile.TemporaryDirectory(prefix="zhida-bench-") as data_dir,
         LocalNode.start(Path(data_dir), extra_env=extra_env) as node,
     ):
-        yield node.address, node.env
+        yield Server(node.address, node.proc.pid, node.env)
