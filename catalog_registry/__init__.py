@@ -15,6 +15,15 @@ Pure domain code (no gRPC, no SQL). Modules:
 - ``importexport`` — CSV/JSON bulk import (all or nothing), JSON and DCAT-AP export
 - ``sample_data`` / ``sample_tables`` — the demo catalogue; ``synthetic`` — catalogues at scale
 
+Node side (issue 3, second part):
+
+- ``models`` / ``sql`` / ``sql_write`` / ``sql_search`` / ``sql_filters`` / ``codec`` — the SQL
+  store (SQLite and PostgreSQL) passing the same repository contract, with keyword search in SQL
+- ``live`` — the store plus the in-memory match index and negative list a node keeps fresh
+- ``wire`` / ``service`` — ``zhida.catalog.v1.CatalogService`` (protobuf ⇄ domain, the servicer)
+- ``client`` / ``render`` / ``supply`` / ``paging`` — the sample over gRPC, rich tables, the
+  supply list, page tokens of the list calls
+
 Example::
 
     from catalog_registry.memory import InMemoryCatalogRepository

@@ -39,7 +39,7 @@ from __future__ import annotations
 import enum
 import heapq
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from operator import itemgetter
 
@@ -149,6 +149,15 @@ class MatchIndex:
 
     def __contains__(self, code: object) -> bool:
         return code in self._slot
+
+    @property
+    def generation(self) -> int:
+        """A number that changes with every add or remove (for caches of match results)."""
+        return self._gen
+
+    def resources(self) -> Iterator[Resource]:
+        """The indexed (published) resources, in no particular order."""
+        return (e.resource for e in self._entries if e is not None)
 
     # -- maintenance ---------------------------------------------------------------------
     def sync(self, resource: Resource) -> None:

@@ -56,6 +56,53 @@ RPC_POLICY: Mapping[str, frozenset[Role]] = MappingProxyType(
         "/zhida.audit.v1.AuditService/GetConsistencyProof": frozenset({Role.AUDITOR, Role.NODE}),
         "/zhida.audit.v1.AuditService/ExportEvents": frozenset({Role.AUDITOR}),
         "/zhida.audit.v1.AuditService/CosignCheckpoint": frozenset({Role.NODE}),
+        # zhida.catalog.v1.CatalogService (ownership of resources and demands: the domain)
+        "/zhida.catalog.v1.CatalogService/RegisterResource": (
+            frozenset({Role.DEPARTMENT, Role.ADMIN})
+        ),
+        "/zhida.catalog.v1.CatalogService/UpdateResource": frozenset({Role.DEPARTMENT, Role.ADMIN}),
+        "/zhida.catalog.v1.CatalogService/PublishResource": (
+            frozenset({Role.DEPARTMENT, Role.ADMIN})
+        ),
+        "/zhida.catalog.v1.CatalogService/RetireResource": frozenset({Role.DEPARTMENT, Role.ADMIN}),
+        "/zhida.catalog.v1.CatalogService/GetResource": (
+            frozenset({Role.DEPARTMENT, Role.ADMIN, Role.AUDITOR})
+        ),
+        "/zhida.catalog.v1.CatalogService/ListResourceHistory": (
+            frozenset({Role.DEPARTMENT, Role.ADMIN, Role.AUDITOR})
+        ),
+        "/zhida.catalog.v1.CatalogService/SearchResources": (
+            frozenset({Role.DEPARTMENT, Role.ADMIN, Role.AUDITOR})
+        ),
+        "/zhida.catalog.v1.CatalogService/GetSupplyList": (
+            frozenset({Role.DEPARTMENT, Role.ADMIN, Role.AUDITOR})
+        ),
+        "/zhida.catalog.v1.CatalogService/FileDemand": frozenset({Role.DEPARTMENT, Role.ADMIN}),
+        "/zhida.catalog.v1.CatalogService/ListDemands": (
+            frozenset({Role.DEPARTMENT, Role.ADMIN, Role.AUDITOR})
+        ),
+        "/zhida.catalog.v1.CatalogService/GetUnmetDemandReport": (
+            frozenset({Role.DEPARTMENT, Role.ADMIN, Role.AUDITOR})
+        ),
+        "/zhida.catalog.v1.CatalogService/AddNegativeEntry": frozenset({Role.ADMIN}),
+        "/zhida.catalog.v1.CatalogService/RemoveNegativeEntry": frozenset({Role.ADMIN}),
+        "/zhida.catalog.v1.CatalogService/ListNegativeEntries": (
+            frozenset({Role.DEPARTMENT, Role.ADMIN, Role.AUDITOR})
+        ),
+        "/zhida.catalog.v1.CatalogService/CheckRelease": (
+            frozenset({Role.DEPARTMENT, Role.ADMIN, Role.AUDITOR, Role.NODE})
+        ),
+        "/zhida.catalog.v1.CatalogService/GetCoverageReport": (
+            frozenset({Role.DEPARTMENT, Role.ADMIN, Role.AUDITOR})
+        ),
+        "/zhida.catalog.v1.CatalogService/ExportChanges": frozenset({Role.NODE, Role.ADMIN}),
+        "/zhida.catalog.v1.CatalogService/ImportChildChanges": frozenset({Role.NODE, Role.ADMIN}),
+        "/zhida.catalog.v1.CatalogService/ImportResources": (
+            frozenset({Role.DEPARTMENT, Role.ADMIN})
+        ),
+        "/zhida.catalog.v1.CatalogService/ExportCatalog": (
+            frozenset({Role.DEPARTMENT, Role.ADMIN, Role.AUDITOR})
+        ),
     }
 )
 

@@ -28,6 +28,7 @@ COMMAND_MODULES = (
     "zhida.cli.token",
     "zhida.cli.config_cmd",
     "zhida.cli.audit",
+    "zhida.cli.catalog",
     "zhida.cli.demo",
 )
 

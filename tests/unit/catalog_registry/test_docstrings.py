@@ -7,7 +7,19 @@ import importlib
 
 import pytest
 
-MODULES = ["model", "text", "validation", "memory", "sample_data", "sample_tables", "synthetic"]
+MODULES = [
+    "model",
+    "text",
+    "validation",
+    "memory",
+    "sample_data",
+    "sample_tables",
+    "synthetic",
+    "codec",
+    "paging",
+    "sql_filters",
+    "wire",
+]
 
 
 @pytest.mark.parametrize("name", MODULES)

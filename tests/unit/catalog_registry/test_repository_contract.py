@@ -1,13 +1,16 @@
 """The CatalogRepository contract, run against every implementation in ``FACTORIES``.
 
-The SQL store adds its factory here (or imports ``CONTRACT`` tests with its own
-``repo_factory`` fixture) and must pass the same tests.
+Each factory gets the test's ``pytest.FixtureRequest`` and an ``ExitStack`` for
+clean-up. The SQL store runs on SQLite (a file in ``tmp_path``) and on
+PostgreSQL (a clean schema of the session's test database, as the ``db_url``
+fixture of ``tests/fixtures/postgres.py`` prepares it), migrated to head.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from datetime import UTC, datetime
 
 import pytest
@@ -26,16 +29,36 @@ from catalog_registry.repository import CatalogRepository, ResourceQuery, SortKe
 from catalog_registry.sample_data import GUOFA_2024_3, PIPL_28
 from catalog_registry.text import query_grams
 from tests.unit.catalog_registry.conftest import make_spec
+from tests.unit.catalog_registry.sql_support import database_url, open_store
 from zhida.errors import Aborted, AlreadyExists, NotFound
 from zhida.regions import Level
 
 T0 = datetime(2025, 1, 1, tzinfo=UTC)
-FACTORIES: dict[str, Callable[[], CatalogRepository]] = {"memory": InMemoryCatalogRepository}
+Factory = Callable[[pytest.FixtureRequest, ExitStack], CatalogRepository]
 
 
-@pytest.fixture(params=sorted(FACTORIES))
-def store(request: pytest.FixtureRequest) -> CatalogRepository:
-    return FACTORIES[request.param]()
+def sql_store(dialect: str) -> Factory:
+    """A factory of SQL stores on an empty, migrated database of ``dialect``."""
+
+    def make(request: pytest.FixtureRequest, stack: ExitStack) -> CatalogRepository:
+        tmp_path = request.getfixturevalue("tmp_path")
+        return open_store(database_url(request, dialect, tmp_path), stack)
+
+    return make
+
+
+FACTORIES: dict[str, Factory] = {
+    "memory": lambda request, stack: InMemoryCatalogRepository(),
+    "sqlite": sql_store("sqlite"),
+    "postgresql": sql_store("postgresql"),
+}
+_MARKS = {"postgresql": [pytest.mark.integration]}
+
+
+@pytest.fixture(params=[pytest.param(n, marks=_MARKS.get(n, [])) for n in sorted(FACTORIES)])
+def store(request: pytest.FixtureRequest) -> Iterator[CatalogRepository]:
+    with ExitStack() as stack:
+        yield FACTORIES[request.param](request, stack)
 
 
 def res(
