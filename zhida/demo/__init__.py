@@ -8,6 +8,7 @@ vault, audit, exchange, federation) to :data:`CHAPTERS`.
 
 from __future__ import annotations
 
+import sys
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -52,7 +53,8 @@ def _chapters() -> list[tuple[str, Chapter]]:
 
 
 def run(data_dir: Path | None = None, console: Console | None = None) -> int:
-    console = console or Console()
+    # Not a terminal (CI, a log file): wide enough for the story's tables.
+    console = console or Console(width=None if sys.stdout.isatty() else 120)
     with tempfile.TemporaryDirectory(prefix="zhida-demo-") as tmp:
         ctx = DemoContext(console, data_dir or Path(tmp))
         try:
