@@ -19,10 +19,13 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet --editable '.[dev]'
 	@touch $@
 
-# System packages from Debian: a CJK font for seal images and licence PDFs.
-SYS_PACKAGES := fonts-wqy-microhei
+# System packages from Debian: a CJK font for seal images and licence PDFs;
+# poppler-utils (pdfsig) and libnss3-tools (certutil), the independent PDF
+# signature verifier the signing integration tests run.
+SYS_PACKAGES := fonts-wqy-microhei poppler-utils libnss3-tools
 sysdeps:
-	@if fc-list :lang=zh 2>/dev/null | grep -q .; then :; \
+	@if fc-list :lang=zh 2>/dev/null | grep -q . && command -v pdfsig >/dev/null \
+	  && command -v certutil >/dev/null; then :; \
 	elif [ "$$(id -u)" = 0 ]; then \
 	  echo "installing $(SYS_PACKAGES) (apt-get)"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(SYS_PACKAGES) >/dev/null; \

@@ -21,7 +21,7 @@ from __future__ import annotations
 import abc
 
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.hazmat.primitives.asymmetric.types import (
     CertificateIssuerPrivateKeyTypes,
@@ -30,6 +30,7 @@ from cryptography.hazmat.primitives.asymmetric.types import (
     PublicKeyTypes,
 )
 from cryptography.hazmat.primitives.asymmetric.utils import (
+    Prehashed,
     decode_dss_signature,
     encode_dss_signature,
 )
@@ -54,6 +55,11 @@ class Algorithm(abc.ABC):
     name: str
     """The JOSE ``alg`` value (RFC 7518 / RFC 8037)."""
 
+    prehash: str | None = None
+    """hashlib name of the digest the algorithm signs, if it can sign a digest
+    computed by the caller (:meth:`sign_digest`); None for Ed25519 and SM2,
+    which hash the message themselves."""
+
     @abc.abstractmethod
     def generate_private_key(self) -> CertificateIssuerPrivateKeyTypes:
         """A fresh private key for this algorithm."""
@@ -70,18 +76,59 @@ class Algorithm(abc.ABC):
     def verify(self, public_key: PublicKeyTypes, signature: bytes, data: bytes) -> bool:
         """True when ``signature`` (JOSE encoding) is valid; never raises for bad input."""
 
+    def sign_digest(self, private_key: PrivateKeyTypes, digest: bytes) -> bytes:
+        """Sign a :attr:`prehash` digest of the message (same signature as :meth:`sign`)."""
+        raise NotImplementedError(f"{self.name} signs messages, not digests")
+
+    def verify_digest(self, public_key: PublicKeyTypes, signature: bytes, digest: bytes) -> bool:
+        """:meth:`verify` given the message's :attr:`prehash` digest."""
+        raise NotImplementedError(f"{self.name} verifies messages, not digests")
+
     @abc.abstractmethod
     def x509_hash(self) -> hashes.SHA256 | None:
         """The hash to pass to cryptography's x509 builders' ``sign``."""
+
+    # Key serialisation, for key stores. The defaults use cryptography; an
+    # algorithm whose keys come from another library (SM2) overrides them.
+
+    def private_pem(self, key: PrivateKeyTypes, passphrase: bytes | None) -> bytes:
+        """PKCS#8 PEM, encrypted (best available) when ``passphrase`` is given."""
+        encryption: serialization.KeySerializationEncryption = (
+            serialization.BestAvailableEncryption(passphrase)
+            if passphrase is not None
+            else serialization.NoEncryption()
+        )
+        return key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption
+        )
+
+    def load_private_pem(self, pem: bytes, passphrase: bytes | None) -> PrivateKeyTypes:
+        """The key in ``pem``; ValueError for a wrong passphrase or a broken file."""
+        return serialization.load_pem_private_key(pem, password=passphrase)
+
+    def public_pem(self, key: PublicKeyTypes) -> bytes:
+        """SubjectPublicKeyInfo PEM."""
+        return key.public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+
+    def load_public_pem(self, pem: bytes) -> PublicKeyTypes:
+        return serialization.load_pem_public_key(pem)
 
     def __repr__(self) -> str:
         return f"<Algorithm {self.name}>"
 
 
+_EC_PRIVATE = type(ec.derive_private_key(1, ec.SECP256R1()))  # the concrete (Rust) classes
+_EC_PUBLIC = type(ec.derive_private_key(1, ec.SECP256R1()).public_key())
+
+
 class _ES256(Algorithm):
     name = "ES256"
+    prehash = "sha256"
     _SIZE = 32  # bytes per coordinate on P-256
     _ECDSA = ec.ECDSA(hashes.SHA256())
+    _PREHASHED = ec.ECDSA(Prehashed(hashes.SHA256()))
 
     def generate_private_key(self) -> ec.EllipticCurvePrivateKey:
         return ec.generate_private_key(ec.SECP256R1())
@@ -92,14 +139,33 @@ class _ES256(Algorithm):
         )
 
     def sign(self, private_key: PrivateKeyTypes, data: bytes) -> bytes:
-        if not isinstance(private_key, ec.EllipticCurvePrivateKey):
+        return self._sign(private_key, data, self._ECDSA)
+
+    def sign_digest(self, private_key: PrivateKeyTypes, digest: bytes) -> bytes:
+        return self._sign(private_key, digest, self._PREHASHED)
+
+    def _sign(self, private_key: PrivateKeyTypes, data: bytes, mode: ec.ECDSA) -> bytes:
+        # an exact-type test first: isinstance against the ABC costs a sizeable
+        # part of the JWS overhead
+        if type(private_key) is not _EC_PRIVATE and not isinstance(
+            private_key, ec.EllipticCurvePrivateKey
+        ):
             raise InvalidArgument("ES256 needs an EC P-256 key", reason="KEY_TYPE_MISMATCH")
-        r, s = decode_dss_signature(private_key.sign(data, self._ECDSA))
+        r, s = decode_dss_signature(private_key.sign(data, mode))
         return r.to_bytes(self._SIZE, "big") + s.to_bytes(self._SIZE, "big")
 
     def verify(self, public_key: PublicKeyTypes, signature: bytes, data: bytes) -> bool:
-        if len(signature) != 2 * self._SIZE or not isinstance(
-            public_key, ec.EllipticCurvePublicKey
+        return self._verify(public_key, signature, data, self._ECDSA)
+
+    def verify_digest(self, public_key: PublicKeyTypes, signature: bytes, digest: bytes) -> bool:
+        return self._verify(public_key, signature, digest, self._PREHASHED)
+
+    def _verify(
+        self, public_key: PublicKeyTypes, signature: bytes, data: bytes, mode: ec.ECDSA
+    ) -> bool:
+        if len(signature) != 2 * self._SIZE or (
+            type(public_key) is not _EC_PUBLIC
+            and not isinstance(public_key, ec.EllipticCurvePublicKey)
         ):
             return False
         der = encode_dss_signature(
@@ -107,7 +173,7 @@ class _ES256(Algorithm):
             int.from_bytes(signature[self._SIZE :], "big"),
         )
         try:
-            public_key.verify(der, data, self._ECDSA)
+            public_key.verify(der, data, mode)
         except InvalidSignature:
             return False
         return True

@@ -42,7 +42,10 @@ class Failure(enum.StrEnum):
     ALG_NOT_ALLOWED = "ALG_NOT_ALLOWED"
     """``alg`` outside the allow-list, or not matching the signer's key type."""
     BAD_SIGNATURE = "BAD_SIGNATURE"
-    """The signature does not verify with the signer certificate's key."""
+    """The signature does not verify with the signer certificate's key (or the
+    signed bytes of a PDF no longer match their digest)."""
+    DOCUMENT_MODIFIED = "DOCUMENT_MODIFIED"
+    """A PDF has bytes the signature does not cover, e.g. an incremental update."""
     SIGNING_TIME_INVALID = "SIGNING_TIME_INVALID"
     """The claimed signing time is missing or lies in the future."""
     CHAIN_INVALID = "CHAIN_INVALID"

@@ -23,7 +23,10 @@ header is ``{"alg": "ES256" | "EdDSA", "kid": <key id>, "x5c": [leaf, CAs…]
    valid at ``iat``, not revoked (SEAL_*) — see :mod:`signing.seal`.
 
 Parsed certificates and verified chains are cached, keyed by the ``x5c``
-strings, so repeated tokens from the same department cost one ECDSA verify.
+strings, so repeated tokens from the same department cost one ECDSA verify;
+for ES256 the SHA-256 state after the (cached) header is kept too, so only the
+payload segment is hashed per token. Signing lives in :mod:`signing.jws_signer`
+(:class:`JwsSigner`, :func:`sign_jws`, re-exported here).
 
 Example::
 
@@ -38,41 +41,36 @@ import base64
 import binascii
 import hashlib
 import threading
-import time
 from collections import OrderedDict
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
-from cryptography.hazmat.primitives.serialization import Encoding
 
 from signing.algorithms import Algorithm, allowed_algorithms, get_algorithm
 from signing.canonical import (
     b64url_decode,
-    b64url_encode,
-    canonical_json,
     loads_canonical,
     loads_strict,
 )
 from signing.errors import Failure, VerificationError
-from signing.keystore import KeyStore
+from signing.jws_signer import TYP, JwsSigner, sign_jws
 from signing.pki import DepartmentIdentity, department_identity
 from signing.seal import Seal, SealRegistry
 from signing.trust import ChainVerifier, TrustBundle
-from zhida.errors import InvalidArgument, ZhidaError
+from zhida.errors import ZhidaError
 
-__all__ = ["TYP", "JwsVerifier", "VerifiedLicence", "sign_jws", "verify_jws"]
+__all__ = ["TYP", "JwsSigner", "JwsVerifier", "VerifiedLicence", "sign_jws", "verify_jws"]
 
-TYP = "zhida-licence+jws"
 MAX_TOKEN_LENGTH = 1 << 20
 _REQUIRED = ("alg", "kid", "x5c", "typ", "seal")
 _UNSUPPORTED = frozenset({"crit", "jku", "jwk", "x5u", "b64", "zip"})
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: its __init__ would cost ~1 µs per verification
 class VerifiedLicence:
     """A licence whose signature, chain and seal all verified."""
 
@@ -88,90 +86,6 @@ class VerifiedLicence:
     @property
     def signer(self) -> x509.Certificate:
         return self.chain[0]
-
-
-# -- signing -------------------------------------------------------------------
-
-
-class _HeaderCache:
-    """Protected-header segments per (store, key, chain, seal); checked once each.
-
-    Keyed by object identity (hashing certificates costs more than signing);
-    each entry keeps its objects alive and is re-checked with ``is``.
-    """
-
-    def __init__(self, size: int = 256) -> None:
-        self._lock = threading.Lock()
-        self._entries: OrderedDict[Hashable, tuple[object, tuple[object, ...], bytes]]
-        self._entries = OrderedDict()
-        self._size = size
-
-    def get(
-        self, store: KeyStore, key_id: str, chain: Sequence[x509.Certificate], seal_id: str
-    ) -> bytes:
-        certs = tuple(chain)
-        key = (id(store), key_id, seal_id, *map(id, certs))
-        entry = self._entries.get(key)
-        # ids are unique among live objects and the entry keeps its objects alive,
-        # so equal ids mean the same objects.
-        if entry is not None:
-            return entry[2]
-        segment = _header_segment(store, key_id, certs, seal_id)
-        with self._lock:
-            self._entries[key] = (store, certs, segment)
-            while len(self._entries) > self._size:
-                self._entries.popitem(last=False)
-        return segment
-
-
-def _header_segment(
-    store: KeyStore, key_id: str, chain: Sequence[x509.Certificate], seal_id: str
-) -> bytes:
-    if not chain:
-        raise InvalidArgument("the certificate chain is empty", reason="EMPTY_CHAIN")
-    if not isinstance(seal_id, str) or not seal_id:
-        raise InvalidArgument("seal id is empty", reason="INVALID_SEAL_ID")
-    info = store.info(key_id)
-    if chain[0].public_key() != info.public_key:
-        raise InvalidArgument(
-            f"key {key_id!r} is not the key of certificate {chain[0].subject.rfc4514_string()}",
-            reason="KEY_CERT_MISMATCH",
-        )
-    header = {
-        "alg": info.algorithm.name,
-        "kid": key_id,
-        "seal": seal_id,
-        "typ": TYP,
-        "x5c": [base64.b64encode(c.public_bytes(Encoding.DER)).decode("ascii") for c in chain],
-    }
-    return b64url_encode(canonical_json(header)).encode("ascii")
-
-
-_HEADERS = _HeaderCache()
-
-
-def sign_jws(
-    payload: Mapping[str, Any],
-    key_store: KeyStore,
-    key_id: str,
-    chain: Sequence[x509.Certificate],
-    seal_id: str,
-    *,
-    now: datetime | None = None,
-) -> str:
-    """Sign ``payload`` with ``key_id``; ``chain`` is the signer's certificate first.
-
-    Adds ``iat`` (integer seconds, ``now`` or the clock) when the payload has none.
-    """
-    if "iat" not in payload:
-        iat = int(now.timestamp()) if now is not None else int(time.time())
-        payload = {**payload, "iat": iat}
-    elif type(payload["iat"]) is not int:
-        raise InvalidArgument("iat must be an integer (seconds)", reason="INVALID_IAT")
-    header = _HEADERS.get(key_store, key_id, chain, seal_id)
-    signing_input = header + b"." + b64url_encode(canonical_json(payload)).encode("ascii")
-    signature = key_store.sign(key_id, signing_input)
-    return (signing_input + b"." + b64url_encode(signature).encode("ascii")).decode("ascii")
 
 
 # -- verification ----------------------------------------------------------------
@@ -232,6 +146,8 @@ class _Header:
     seal_id: str
     x5c: tuple[str, ...]
     presented: _Presented
+    prefix: Any
+    """The hash state after ``<h64>.`` (for algorithms that verify digests), or None."""
 
 
 def _parse_header(h64: str, allowed: Mapping[str, Algorithm]) -> _Header:
@@ -262,7 +178,8 @@ def _parse_header(h64: str, allowed: Mapping[str, Algorithm]) -> _Header:
             Failure.ALG_NOT_ALLOWED,
             f"alg {algorithm.name} does not match the signer's {type(presented.leaf_key).__name__}",
         )
-    return _Header(algorithm, kid, seal_id, tuple(x5c), presented)
+    prefix = hashlib.new(algorithm.prehash, f"{h64}.".encode()) if algorithm.prehash else None
+    return _Header(algorithm, kid, seal_id, tuple(x5c), presented, prefix)
 
 
 class JwsVerifier:
@@ -288,12 +205,16 @@ class JwsVerifier:
         self._cache_size = cache_size
         self._lock = threading.Lock()
 
-    def _header(self, h64: str) -> _Header:
-        # Keyed by length and tail, so a multi-kilobyte header is not hashed on
-        # every call; the full text is compared on a hit.
-        key = (len(h64), h64[-48:])
+    def _header(self, token: str, end: int) -> _Header:
+        """The parsed header ``token[:end]``.
+
+        Keyed by length and tail, so a multi-kilobyte header is neither copied
+        nor hashed on every call; the full text is compared on a hit.
+        """
+        key = (end, token[end - 48 : end])
         found = self._headers.get(key)
-        if found is None or found[0] != h64:
+        if found is None or not token.startswith(found[0]):
+            h64 = token[:end]
             header = _parse_header(h64, self._allowed)
             with self._lock:
                 self._headers[key] = (h64, header)
@@ -309,19 +230,25 @@ class JwsVerifier:
         """
         if not isinstance(token, str) or len(token) > MAX_TOKEN_LENGTH:
             raise _fail(Failure.MALFORMED, "token is not a string of at most 1 MiB")
-        parts = token.split(".")
-        if len(parts) != 3:
+        first, last = token.find("."), token.rfind(".")
+        if first < 0 or first == last or token.find(".", first + 1) != last:
             raise _fail(Failure.MALFORMED, "a compact JWS has three segments")
-        h64, p64, s64 = parts
-        header = self._header(h64)
+        header = self._header(token, first)
+        p64, s64 = token[first + 1 : last], token[last + 1 :]
         try:
             payload_bytes, signature = b64url_decode(p64), b64url_decode(s64)
         except ValueError as exc:
             raise _fail(Failure.MALFORMED, f"token does not parse: {exc}") from None
         presented = header.presented
-        if not header.algorithm.verify(
-            presented.leaf_key, signature, f"{h64}.{p64}".encode("ascii")
-        ):
+        if header.prefix is not None:  # the header's hash state is cached: hash the payload only
+            digest = header.prefix.copy()
+            digest.update(p64.encode("ascii"))  # b64url_decode accepted it: ASCII
+            valid = header.algorithm.verify_digest(presented.leaf_key, signature, digest.digest())
+        else:
+            valid = header.algorithm.verify(
+                presented.leaf_key, signature, token[:last].encode("ascii")
+            )
+        if not valid:
             raise _fail(Failure.BAD_SIGNATURE, "the signature does not verify with the x5c leaf")
 
         payload = self._payload(payload_bytes)

@@ -40,8 +40,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import cast
 
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.types import (
+    CertificateIssuerPrivateKeyTypes,
     CertificatePublicKeyTypes,
     PrivateKeyTypes,
 )
@@ -77,7 +77,11 @@ class KeyInfo:
 
 
 class KeyHandle(abc.ABC):
-    """An opaque private key: it signs, it does not reveal itself."""
+    """An opaque private key: it signs, it does not reveal itself.
+
+    Callers may keep a handle: once the key is retired, the same handle refuses
+    to sign (KEY_RETIRED).
+    """
 
     @property
     @abc.abstractmethod
@@ -87,6 +91,14 @@ class KeyHandle(abc.ABC):
     @abc.abstractmethod
     def sign(self, data: bytes) -> bytes:
         """Sign ``data`` with the key's algorithm (JOSE signature encoding)."""
+
+    def sign_digest(self, digest: bytes) -> bytes:
+        """Sign a digest (the algorithm's ``prehash``) computed by the caller.
+
+        Optional: callers fall back to :meth:`sign` on NotImplementedError.
+        HSMs and KMSs usually offer it (PKCS#11 CKM_ECDSA signs a digest).
+        """
+        raise NotImplementedError("this key signs whole messages only")
 
 
 class KeyStore(abc.ABC):
@@ -118,6 +130,10 @@ class KeyStore(abc.ABC):
         """Sign ``data`` with ``key_id``; KeyStoreError(KEY_RETIRED) for a retired key."""
         return self.handle(key_id).sign(data)
 
+    def sign_digest(self, key_id: str, digest: bytes) -> bytes:
+        """Sign a precomputed digest; NotImplementedError where unsupported."""
+        return self.handle(key_id).sign_digest(digest)
+
     def rotate(self, key_id: str, new_key_id: str) -> KeyInfo:
         """Generate ``new_key_id`` with ``key_id``'s algorithm, then retire ``key_id``."""
         old = self.info(key_id)
@@ -138,12 +154,19 @@ class _SoftwareKey(KeyHandle):
         return self._info
 
     def sign(self, data: bytes) -> bytes:
+        self._check_active()
+        return self._info.algorithm.sign(self._key, data)
+
+    def sign_digest(self, digest: bytes) -> bytes:
+        self._check_active()
+        return self._info.algorithm.sign_digest(self._key, digest)
+
+    def _check_active(self) -> None:
         if self._info.retired is not None:
             raise KeyStoreError(
                 KeyStoreReason.KEY_RETIRED,
                 f"key {self._info.key_id!r} was retired at {self._info.retired.isoformat()}",
             )
-        return self._info.algorithm.sign(self._key, data)
 
     def __repr__(self) -> str:
         return f"<KeyHandle {self._info.key_id} {self._info.algorithm.name}>"
@@ -153,8 +176,9 @@ class FileKeyStore(KeyStore):
     """Keys as encrypted PKCS#8 PEM files in one directory.
 
     Give exactly one of ``passphrase_env`` (the *name* of an environment
-    variable) or ``passphrase_file`` (a file whose content, without the final
-    newline, is the passphrase). With ``dev_mode=True`` and no passphrase, keys
+    variable), ``passphrase_file`` (a file whose content, without the final
+    newline, is the passphrase) or ``passphrase`` (the value, for callers that
+    read it from elsewhere). With ``dev_mode=True`` and no passphrase, keys
     are written unencrypted — for tests and demos only. Decrypted keys are
     cached in memory after first use.
     """
@@ -165,11 +189,19 @@ class FileKeyStore(KeyStore):
         *,
         passphrase_env: str | None = None,
         passphrase_file: str | os.PathLike[str] | None = None,
+        passphrase: str | None = None,
         dev_mode: bool = False,
     ) -> None:
         self.directory = Path(directory)
         self.dev_mode = dev_mode
-        self._passphrase = _read_passphrase(passphrase_env, passphrase_file, dev_mode)
+        if passphrase is not None:
+            if passphrase_env is not None or passphrase_file is not None or not passphrase:
+                raise InvalidArgument(
+                    "give one non-empty passphrase source", reason="PASSPHRASE_SOURCE"
+                )
+            self._passphrase: bytes | None = passphrase.encode()
+        else:
+            self._passphrase = _read_passphrase(passphrase_env, passphrase_file, dev_mode)
         self._lock = threading.RLock()
         self._loaded: dict[str, _SoftwareKey] = {}
         self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -186,14 +218,7 @@ class FileKeyStore(KeyStore):
             if self._meta_path(key_id).exists():
                 raise AlreadyExists(f"key {key_id!r} already exists", reason="KEY_EXISTS")
             key = alg.generate_private_key()
-            encryption: serialization.KeySerializationEncryption = (
-                serialization.BestAvailableEncryption(self._passphrase)
-                if self._passphrase is not None
-                else serialization.NoEncryption()
-            )
-            pem = key.private_bytes(
-                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption
-            )
+            pem = alg.private_pem(key, self._passphrase)
             info = KeyInfo(key_id, alg, key.public_key(), datetime.now(UTC).replace(microsecond=0))
             _write_private(self._pem_path(key_id), pem)
             self._write_meta(info)
@@ -217,6 +242,30 @@ class FileKeyStore(KeyStore):
             loaded = self._loaded.get(key_id)
             return loaded.info if loaded is not None else self._read_meta(key_id)
 
+    @property
+    def encrypts(self) -> bool:
+        """True when new keys are written encrypted (a passphrase was given)."""
+        return self._passphrase is not None
+
+    def certificate_issuer_key(self, key_id: str) -> CertificateIssuerPrivateKeyTypes:
+        """The private key object of a CA key, for cryptography's X.509 builders.
+
+        The one exception to "keys never leave the store", and only for this
+        software store: ``CertificateBuilder.sign`` and
+        ``CertificateRevocationListBuilder.sign`` need the key object. Only
+        CA keys (``pki.*``) are handed out; an HSM backend would sign the TBS
+        bytes itself instead. Document-signing keys stay inside.
+        """
+        if not key_id.startswith("pki-"):
+            raise InvalidArgument(
+                f"only CA keys (pki-*) are handed out, not {key_id!r}", reason="NOT_A_CA_KEY"
+            )
+        handle = self.handle(key_id)
+        assert isinstance(handle, _SoftwareKey)
+        if handle.info.retired is not None:
+            raise KeyStoreError(KeyStoreReason.KEY_RETIRED, f"key {key_id!r} was retired")
+        return cast(CertificateIssuerPrivateKeyTypes, handle._key)
+
     def list(self) -> builtins.list[KeyInfo]:
         with self._lock:
             metas = self.directory.glob("*.meta.json")
@@ -232,7 +281,7 @@ class FileKeyStore(KeyStore):
                 info = replace(info, retired=datetime.now(UTC).replace(microsecond=0))
                 self._write_meta(info)
                 assert isinstance(current, _SoftwareKey)
-                self._loaded[key_id] = _SoftwareKey(info, current._key)
+                current._info = info  # in place: handles held elsewhere stop signing too
             return info
 
     # -- files ---------------------------------------------------------------
@@ -243,9 +292,7 @@ class FileKeyStore(KeyStore):
             "algorithm": info.algorithm.name,
             "created": info.created.isoformat(),
             "retired": info.retired.isoformat() if info.retired else None,
-            "public_key": info.public_key.public_bytes(
-                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-            ).decode(),
+            "public_key": info.algorithm.public_pem(info.public_key).decode(),
         }
         _atomic_write(self._meta_path(info.key_id), json.dumps(meta, indent=2).encode(), 0o644)
 
@@ -254,7 +301,7 @@ class FileKeyStore(KeyStore):
         try:
             meta = json.loads(path.read_text(encoding="utf-8"))
             algorithm = get_algorithm(meta["algorithm"])
-            public_key = serialization.load_pem_public_key(meta["public_key"].encode())
+            public_key = algorithm.load_public_pem(meta["public_key"].encode())
             if not algorithm.accepts(public_key):
                 raise ValueError(f"public key is no {algorithm.name} key")
             return KeyInfo(
@@ -288,9 +335,7 @@ class FileKeyStore(KeyStore):
                 f"key {key_id!r} is encrypted; no passphrase given",
             )
         try:
-            key = serialization.load_pem_private_key(
-                pem, password=self._passphrase if encrypted else None
-            )
+            key = info.algorithm.load_private_pem(pem, self._passphrase if encrypted else None)
         except ValueError as exc:
             if encrypted:
                 raise KeyStoreError(
@@ -300,7 +345,10 @@ class FileKeyStore(KeyStore):
             raise KeyStoreError(
                 KeyStoreReason.KEY_CORRUPT, f"key {key_id!r} is unreadable: {exc}"
             ) from None
-        if not info.algorithm.accepts(key) or key.public_key() != info.public_key:
+        alg = info.algorithm
+        if not alg.accepts(key) or alg.public_pem(key.public_key()) != alg.public_pem(
+            info.public_key
+        ):
             raise KeyStoreError(
                 KeyStoreReason.KEY_CORRUPT, f"key {key_id!r} does not match its metadata"
             )

@@ -6,8 +6,9 @@ of a CA follows its level: a CA at level L may have ``COUNTY - L`` CAs below it,
 so the national root allows province → city → county CAs and a county CA
 issues only end-entity certificates. Department (issuing-agency) certificates
 carry the department's Chinese name and its unified social credit code (USCC),
-KeyUsage digitalSignature + nonRepudiation and the EKU id-kp-documentSigning
-(RFC 9336). Chain verification and CRL checks live in :mod:`signing.trust`.
+KeyUsage digitalSignature + nonRepudiation and the EKUs id-kp-documentSigning
+(RFC 9336) and emailProtection (which NSS-based PDF verifiers demand). Chain
+verification and CRL checks live in :mod:`signing.trust`.
 
 Example::
 
@@ -38,7 +39,7 @@ from cryptography.hazmat.primitives.asymmetric.types import (
     CertificatePublicKeyTypes,
 )
 from cryptography.hazmat.primitives.serialization import Encoding
-from cryptography.x509.oid import NameOID, ObjectIdentifier
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID, ObjectIdentifier
 from stdnum.cn import uscc as stdnum_uscc
 
 from signing.algorithms import ES256, algorithm_for_key
@@ -211,7 +212,13 @@ def issue_department_cert(
         .not_valid_after(end)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(_key_usage(signing=True), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([DOCUMENT_SIGNING]), critical=False)
+        # emailProtection next to documentSigning: NSS (and so poppler's pdfsig)
+        # verifies PDF signers for the "email signer" usage and refuses a leaf
+        # whose EKU lacks it; zhida's own verifier requires documentSigning.
+        .add_extension(
+            x509.ExtendedKeyUsage([DOCUMENT_SIGNING, ExtendedKeyUsageOID.EMAIL_PROTECTION]),
+            critical=False,
+        )
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
         .add_extension(
             x509.AuthorityKeyIdentifier.from_issuer_public_key(ca.private_key.public_key()),

@@ -152,6 +152,10 @@ class _Entry:
     chain: VerifiedChain
     # (serial, subject for messages, the issuer's CRL or None) per non-root certificate
     checks: tuple[tuple[int, str, _Crl | None], ...] = field(default=())
+    # When no certificate of the path is on its CRL: the window of "now" in which
+    # every CRL is current, so a cached path's revocation check is two comparisons.
+    clean_from: datetime | None = None
+    clean_until: datetime | None = None
 
 
 def _require_document_signing(
@@ -221,7 +225,8 @@ class ChainVerifier:
                 self._cache[key] = entry
                 while len(self._cache) > self._cache_size:
                     self._cache.popitem(last=False)
-        self._check_revocation(entry, at, now)
+        if entry.clean_from is None or not entry.clean_from <= now <= entry.clean_until:  # type: ignore[operator]
+            self._check_revocation(entry, at, now)
         return entry.chain
 
     def _build(
@@ -251,7 +256,16 @@ class ChainVerifier:
             (cert.serial_number, cert.subject.rfc4514_string(), self._crl_for(issuer))
             for cert, issuer in itertools.pairwise(path)
         )
-        return _Entry(chain, checks)
+        entry = _Entry(chain, checks)
+        crls = [crl for _, _, crl in checks]
+        if all(
+            crl is not None and crl.next_update is not None and serial not in crl.revoked
+            for serial, _, crl in checks
+        ):
+            entry.clean_from = max(c.this_update for c in crls if c) - _CLOCK_SKEW
+            entry.clean_until = min(c.next_update for c in crls if c and c.next_update)
+            entry.clean_until += self._crl_grace
+        return entry
 
     def _diagnose_time(
         self, leaf: x509.Certificate, intermediates: Sequence[x509.Certificate], at: datetime

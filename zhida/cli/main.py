@@ -29,6 +29,8 @@ COMMAND_MODULES = (
     "zhida.cli.config_cmd",
     "zhida.cli.audit",
     "zhida.cli.catalog",
+    "zhida.cli.pki",
+    "zhida.cli.verify",
     "zhida.cli.demo",
 )
 

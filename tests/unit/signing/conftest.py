@@ -17,11 +17,13 @@ import pytest
 from cryptography import x509
 from PIL import Image
 
+from signing.deployment import Deployment
 from signing.keystore import FileKeyStore
 from signing.pki import CertificateAuthority, create_crl, create_intermediate_ca, create_root_ca
 from signing.pki import issue_department_cert as issue
 from signing.seal import Seal, SealPicture, SealPurpose, SealRegistry, create_seal
 from signing.trust import TrustBundle
+from zhida.config import Config, load_config
 from zhida.regions import Level
 
 SCJ_NAME = "武汉市江岸区市场监督管理局"
@@ -132,3 +134,30 @@ def build_world(directory: Path) -> World:
 @pytest.fixture(scope="session")
 def world(tmp_path_factory: pytest.TempPathFactory) -> World:
     return build_world(tmp_path_factory.mktemp("keys"))
+
+
+# -- deployments on disk (signing.deployment) ---------------------------------------
+
+DEPT_NAME = "武汉市市场监督管理局"
+DEPT_USCC = "11420100MB00000009"
+
+
+def deployment_config(directory: Path, **settings: str) -> Config:
+    env = {"ZHIDA_NODE__DATA_DIR": str(directory), "ZHIDA_NODE__REGION_CODE": "420100"}
+    env.update({f"ZHIDA_{k.upper()}": v for k, v in settings.items()})
+    return load_config(None, env=env)
+
+
+def make_deployment(directory: Path, *, seal: bool = True) -> Deployment:
+    """A dev-mode (unencrypted) deployment with one department and, by default, its seal."""
+    deployment = Deployment.init(deployment_config(directory), env={})
+    deployment.issue_department_cert(DEPT_NAME, DEPT_USCC)
+    if seal:
+        deployment.create_seal(DEPT_USCC, valid_days=365)
+    return deployment
+
+
+@pytest.fixture(scope="session")
+def deployment(tmp_path_factory: pytest.TempPathFactory) -> Deployment:
+    """Shared and read-only: tests that revoke or add make their own."""
+    return make_deployment(tmp_path_factory.mktemp("deployment"))

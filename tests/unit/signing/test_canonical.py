@@ -142,3 +142,21 @@ def test_loads_canonical_accepts_canonical_text(text: str) -> None:
 def test_loads_canonical_refuses(text: str) -> None:
     with pytest.raises(ValueError, match=r"canonical|JSON|range|NaN|Expecting"):
         loads_canonical(text.encode())
+
+
+def test_fast_path_matches_the_json_module_for_every_code_point() -> None:
+    """orjson (the fast path) renders every string exactly as RFC 8785 / the C encoder."""
+    import json
+
+    from signing.canonical import _fast_path_ok
+
+    code_points = [*range(0xD800), *range(0xE000, 0x10000), 0x1F600, 0x10FFFF]
+    for start in range(0, len(code_points), 4096):
+        chars = [chr(c) for c in code_points[start : start + 4096]]
+        value = {"k": chars, "m": {c: i for i, c in enumerate(chars) if ord(c) < 0x10000}}
+        expected = json.dumps(
+            value, ensure_ascii=False, separators=(",", ":"), sort_keys=True
+        ).encode()
+        assert _fast_path_ok(value)  # non-BMP characters only in values: still fast
+        assert canonical_json(value) == expected
+        assert loads_canonical(expected) == value

@@ -56,7 +56,8 @@ def test_department_certificate_contents(world: World) -> None:
     assert ku.content_commitment
     assert not ku.key_cert_sign
     eku = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
-    assert list(eku) == [DOCUMENT_SIGNING]
+    # emailProtection too: NSS (poppler's pdfsig) refuses PDF signers without it
+    assert list(eku) == [DOCUMENT_SIGNING, ExtendedKeyUsageOID.EMAIL_PROTECTION]
     assert world.root.path_length == 3
     assert world.province.path_length == 2
     assert world.city.path_length == 1

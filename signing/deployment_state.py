@@ -1,0 +1,165 @@
+"""The files behind :class:`signing.deployment.Deployment`, and their lock.
+
+Layout under the node's data directory::
+
+    keys/pki/                  FileKeyStore: pki-root, pki-ca-<level>, seal-maker, dept-*
+    pki/state.json             CA certificates, department certificates, revocations
+    pki/crl-root.pem           the root's latest CRL (lists revoked intermediates)
+    pki/crl-ca.pem             the issuing CA's latest CRL (lists department certificates)
+    pki/seals/<seal id>.json   one GB/T 38540-style seal each (signed by the seal maker)
+    pki/seal-revocations.json  revoked seals
+    pki/.lock                  flock(2) held while any of these change
+
+Every write replaces a whole file atomically under the lock, so readers in
+other processes (the vault while ``zhida pki revoke`` runs) see the old or
+the new state, never half of one. :meth:`PkiFiles.generation` is a cheap
+fingerprint (modification times) that tells a reader its cache is stale.
+
+Example::
+
+    files = PkiFiles(config.node.data_dir)
+    with files.locked():
+        state = files.load()
+        state.departments.append(...)
+        files.save(state)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import threading
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from zhida.errors import FailedPrecondition
+
+__all__ = ["CaRecord", "DepartmentRecord", "PkiFiles", "PkiState", "RevocationRecord"]
+
+STATE_VERSION = 1
+
+
+@dataclass(slots=True)
+class CaRecord:
+    key_id: str
+    cert_pem: str
+    level: str
+
+
+@dataclass(slots=True)
+class DepartmentRecord:
+    name: str
+    uscc: str
+    key_id: str
+    cert_pem: str
+    issued: str  # ISO 8601
+
+
+@dataclass(slots=True)
+class RevocationRecord:
+    serial: str  # hex, as openssl prints it
+    issuer: str  # "root" or "ca"
+    revoked_at: str  # ISO 8601
+    reason: str  # x509.ReasonFlags value, e.g. "keyCompromise"
+
+
+@dataclass(slots=True)
+class PkiState:
+    root: CaRecord
+    ca: CaRecord
+    seal_maker_key_id: str
+    departments: list[DepartmentRecord] = field(default_factory=list)
+    revoked: list[RevocationRecord] = field(default_factory=list)
+
+    def to_json(self) -> str:
+        doc = {"version": STATE_VERSION, **asdict(self)}
+        return json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str) -> PkiState:
+        doc: Any = json.loads(text)
+        if doc.get("version") != STATE_VERSION:
+            raise ValueError(f"unsupported PKI state version {doc.get('version')!r}")
+        return cls(
+            root=CaRecord(**doc["root"]),
+            ca=CaRecord(**doc["ca"]),
+            seal_maker_key_id=doc["seal_maker_key_id"],
+            departments=[DepartmentRecord(**d) for d in doc["departments"]],
+            revoked=[RevocationRecord(**r) for r in doc["revoked"]],
+        )
+
+
+class PkiFiles:
+    """Paths, atomic writes and the inter-process lock of one deployment."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+        self.keys_dir = data_dir / "keys" / "pki"
+        self.dir = data_dir / "pki"
+        self.state_path = self.dir / "state.json"
+        self.seals_dir = self.dir / "seals"
+        self.seal_revocations_path = self.dir / "seal-revocations.json"
+        self._thread_lock = threading.RLock()
+
+    def crl_path(self, which: str) -> Path:
+        return self.dir / f"crl-{which}.pem"
+
+    def exists(self) -> bool:
+        return self.state_path.exists()
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        """Hold the deployment's lock (threads and processes) for a read-modify-write."""
+        self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        with self._thread_lock:
+            fd = os.open(self.dir / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                yield
+            finally:
+                os.close(fd)  # closing releases the flock
+
+    def load(self) -> PkiState:
+        try:
+            return PkiState.from_json(self.state_path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise FailedPrecondition(
+                f"no PKI in {self.dir}: run 'zhida pki init' first", reason="PKI_NOT_INITIALISED"
+            ) from None
+        except (ValueError, KeyError, TypeError) as exc:
+            raise FailedPrecondition(
+                f"{self.state_path} is unreadable: {exc}", reason="PKI_STATE_CORRUPT"
+            ) from None
+
+    def save(self, state: PkiState) -> None:
+        write_atomic(self.state_path, state.to_json().encode())
+
+    def generation(self) -> tuple[int, ...]:
+        """Modification times of everything a signer caches; changes on every write."""
+        stamps = []
+        for path in (self.state_path, self.seals_dir, self.seal_revocations_path):
+            try:
+                stamps.append(path.stat().st_mtime_ns)
+            except FileNotFoundError:
+                stamps.append(0)
+        return tuple(stamps)
+
+
+def write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
+    """Write ``data`` to ``path`` through a temporary file and ``os.replace``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise

@@ -1,0 +1,112 @@
+"""``zhida verify FILE``: check a licence JWS or signed licence PDF.
+
+With ``--trust bundle.json`` (from ``zhida pki export-trust``) it works
+offline, with nothing but that file; without it, against this node's own
+PKI and seals (files only: no passphrase needed). Prints ``valid`` with the
+issuer, seal and signing time and exits 0, or ``invalid: <REASON>: <why>``
+and exits 1.
+
+Example::
+
+    $ zhida verify licence.pdf --trust trust.json
+    valid
+      issuer:    武汉市市场监督管理局 (11420100MB00000009)
+      seal:      武汉市市场监督管理局电子证照专用章 [84b8a9b1…] valid to 2028-11-21
+      signed at: 2025-11-22T03:02:15+00:00
+      document:  PDF
+    $ zhida verify tampered.pdf --trust trust.json
+    invalid: BAD_SIGNATURE: the signed bytes of the PDF changed: ...
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from signing.bundle import VerifierBundle
+from signing.verify import VerificationResult, verify_document
+from zhida.config import load_config
+from zhida.errors import InvalidArgument
+
+
+def register(subparsers: argparse._SubParsersAction[Any]) -> None:
+    parser = subparsers.add_parser(
+        "verify", help="verify a licence (JWS or signed PDF); exit 0 valid, 1 invalid"
+    )
+    parser.add_argument("file", help="the licence file, or - for standard input")
+    parser.add_argument(
+        "--trust", type=Path, metavar="BUNDLE", help="trust bundle from `zhida pki export-trust`"
+    )
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    parser.set_defaults(handler=cmd_verify)
+
+
+def _read(name: str) -> bytes:
+    if name == "-":
+        return sys.stdin.buffer.read()
+    try:
+        return Path(name).read_bytes()
+    except OSError as exc:
+        raise InvalidArgument(f"cannot read {name}: {exc.strerror}", reason="UNREADABLE") from None
+
+
+def _bundle(args: argparse.Namespace) -> VerifierBundle:
+    if args.trust is not None:
+        try:
+            text = args.trust.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise InvalidArgument(
+                f"cannot read trust bundle {args.trust}: {exc.strerror}", reason="UNREADABLE"
+            ) from None
+        return VerifierBundle.from_json(text)
+    from signing.deployment import Deployment  # the local PKI only when no bundle is given
+
+    config = load_config(Path(args.config) if getattr(args, "config", None) else None)
+    return Deployment.open(config).verifier_bundle(refresh_crls=False)
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    data = _read(args.file)
+    bundle = _bundle(args)
+    result = verify_document(data, bundle.trust, bundle.registry())
+    print(_as_json(result) if args.json else _as_text(result))
+    return 0 if result.valid else 1
+
+
+def _as_text(result: VerificationResult) -> str:
+    if not result.valid:
+        return f"invalid: {result.reason}: {result.message}"
+    assert result.department is not None
+    assert result.seal is not None
+    assert result.signed_at is not None
+    lines = [
+        "valid",
+        f"  issuer:    {result.department.name} ({result.department.uscc})",
+        f"  seal:      {result.seal.name} [{result.seal.seal_id}] "
+        f"valid to {result.seal.valid_until:%Y-%m-%d}",
+        f"  signed at: {result.signed_at.isoformat()}",
+        f"  document:  {result.kind.upper()}",
+    ]
+    if result.payload is not None:
+        lines.append(f"  licence:   {json.dumps(result.payload, ensure_ascii=False)[:200]}")
+    return "\n".join(lines)
+
+
+def _as_json(result: VerificationResult) -> str:
+    doc: dict[str, Any] = {"valid": result.valid, "kind": result.kind, "reason": result.reason}
+    if not result.valid:
+        doc["message"] = result.message
+    else:
+        assert result.department is not None
+        assert result.seal is not None
+        assert result.signed_at is not None
+        doc.update(
+            issuer={"name": result.department.name, "uscc": result.department.uscc},
+            seal={"id": result.seal.seal_id, "name": result.seal.name},
+            signed_at=result.signed_at.isoformat(),
+            payload=result.payload,
+        )
+    return json.dumps(doc, ensure_ascii=False, indent=2)
