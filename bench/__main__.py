@@ -20,7 +20,7 @@ from rich.table import Table
 
 from bench.machine import describe
 
-BENCHMARKS = ("node_echo", "audit_log", "signing", "catalog")
+BENCHMARKS = ("node_echo", "audit_log", "signing", "catalog", "licence_vault")
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
 

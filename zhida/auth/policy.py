@@ -103,6 +103,32 @@ RPC_POLICY: Mapping[str, frozenset[Role]] = MappingProxyType(
         "/zhida.catalog.v1.CatalogService/ExportCatalog": (
             frozenset({Role.DEPARTMENT, Role.ADMIN, Role.AUDITOR})
         ),
+        # zhida.licence.v1.LicenceVaultService (the service checks that an issuer changes and
+        # reads only its own licences and that a holder sees only its own)
+        "/zhida.licence.v1.LicenceVaultService/ListLicenceTypes": ALL_ROLES,
+        "/zhida.licence.v1.LicenceVaultService/IssueLicence": frozenset({Role.ISSUER}),
+        "/zhida.licence.v1.LicenceVaultService/BatchIssueLicences": frozenset({Role.ISSUER}),
+        "/zhida.licence.v1.LicenceVaultService/AmendLicence": frozenset({Role.ISSUER}),
+        "/zhida.licence.v1.LicenceVaultService/SuspendLicence": frozenset({Role.ISSUER}),
+        "/zhida.licence.v1.LicenceVaultService/ResumeLicence": frozenset({Role.ISSUER}),
+        "/zhida.licence.v1.LicenceVaultService/RevokeLicence": frozenset({Role.ISSUER}),
+        "/zhida.licence.v1.LicenceVaultService/GetLicence": frozenset(
+            {Role.ISSUER, Role.HOLDER, Role.AUDITOR}
+        ),
+        "/zhida.licence.v1.LicenceVaultService/GetLicenceHistory": (
+            frozenset({Role.ISSUER, Role.HOLDER, Role.AUDITOR})
+        ),
+        "/zhida.licence.v1.LicenceVaultService/GetStatusList": ALL_ROLES,
+        "/zhida.licence.v1.LicenceVaultService/GetTrustMaterial": ALL_ROLES,
+        "/zhida.licence.v1.LicenceVaultService/GrantConsent": frozenset({Role.HOLDER}),
+        "/zhida.licence.v1.LicenceVaultService/WithdrawConsent": frozenset({Role.HOLDER}),
+        "/zhida.licence.v1.LicenceVaultService/ListConsents": frozenset({Role.HOLDER}),
+        "/zhida.licence.v1.LicenceVaultService/FetchLicences": (
+            frozenset({Role.APPLICATION, Role.DEPARTMENT})
+        ),
+        "/zhida.licence.v1.LicenceVaultService/ListMyLicences": frozenset({Role.HOLDER}),
+        "/zhida.licence.v1.LicenceVaultService/ListLicenceUses": frozenset({Role.HOLDER}),
+        "/zhida.licence.v1.LicenceVaultService/VerifyLicence": ALL_ROLES,
     }
 )
 

@@ -43,12 +43,13 @@ def demo_node(ctx: DemoContext) -> LocalNode:
 
 
 def _chapters() -> list[tuple[str, Chapter]]:
-    from zhida.demo import audit, catalog, foundation
+    from zhida.demo import audit, catalog, foundation, vault
 
     return [
         ("A node on the embedded default", foundation.chapter),
         ("The data catalogue and the three lists", catalog.chapter),
         ("The access log: every refusal and change, provable", audit.chapter),
+        ("The licence vault: issue, consent, fetch, verify, revoke", vault.chapter),
     ]
 
 

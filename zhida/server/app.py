@@ -40,10 +40,12 @@ from grpc_reflection.v1alpha import reflection
 
 from audit_log.service import AuditService
 from catalog_registry.service import CatalogService
+from licence_vault.service import LicenceVaultService
 from zhida.audit.v1 import audit_service_pb2, audit_service_pb2_grpc
 from zhida.auth.policy import authorize, is_public
 from zhida.catalog.v1 import catalog_service_pb2, catalog_service_pb2_grpc
 from zhida.errors import ConfigError
+from zhida.licence.v1 import licence_vault_service_pb2, licence_vault_service_pb2_grpc
 from zhida.node.v1 import node_service_pb2, node_service_pb2_grpc
 from zhida.server.interceptor import ZhidaInterceptor
 from zhida.server.metrics import RpcMetrics
@@ -94,6 +96,7 @@ SERVICES: list[ServiceSpec] = [
     grpc_service(node_service_pb2, node_service_pb2_grpc, NodeService),
     grpc_service(audit_service_pb2, audit_service_pb2_grpc, AuditService),
     grpc_service(catalog_service_pb2, catalog_service_pb2_grpc, CatalogService),
+    grpc_service(licence_vault_service_pb2, licence_vault_service_pb2_grpc, LicenceVaultService),
 ]
 
 

@@ -1,0 +1,208 @@
+"""The vault on the node's signing deployment (:class:`signing.deployment.Deployment`).
+
+:class:`DeploymentSigner` adapts the deployment facade to
+:class:`~licence_vault.signer.LicenceSigner`; :class:`DeploymentPdf` renders
+and seals licence PDFs with it (the original at issue, annotated copies with
+the use-for-purpose watermark at fetch). :func:`open_deployment` opens the
+node's deployment and, on a development node (``auth.dev_keys``) whose PKI
+was never initialised, makes one with a certificate and a 电子证照专用章 for
+every department of :data:`zhida.auth.mint.DEMO_ORGS` — the way development
+token keys appear on first run. Production nodes run ``zhida pki init``,
+``zhida pki issue-dept-cert`` and ``zhida seal create`` instead.
+
+Example::
+
+    deployment = open_deployment(config)
+    vault = Vault(store, blobs, DeploymentSigner(deployment), pdf=DeploymentPdf(deployment),
+                  status_base_uri=...)
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import threading
+import time
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
+
+from licence_vault.model import Licence
+from licence_vault.signer import NO_VALID_SEAL, IssuerSeal
+from licence_vault.status_list import StatusList, sign_status_list_token
+from licence_vault.types import LicenceType
+from signing.deployment import Deployment
+from signing.pdf_layout import LicenceDocument
+from signing.seal import Seal, SealRegistry
+from signing.trust import ChainVerifier, TrustBundle
+from zhida.config import Config
+from zhida.errors import FailedPrecondition
+
+__all__ = ["DeploymentPdf", "DeploymentSigner", "open_deployment"]
+
+log = logging.getLogger("zhida.licence")
+
+_RECHECK_SECONDS = 1.0
+
+
+def open_deployment(config: Config, departments: Mapping[str, str] | None = None) -> Deployment:
+    """The node's deployment; on a development node, made on first use (see module docstring)."""
+    try:
+        return Deployment.open(config)
+    except FailedPrecondition as exc:
+        if exc.reason != "PKI_NOT_INITIALISED" or not config.auth.dev_keys:
+            raise
+    from zhida.auth.mint import DEMO_ORGS
+
+    wanted = DEMO_ORGS if departments is None else departments
+    lock_path = config.node.data_dir / ".licence-dev-pki.lock"
+    config.node.data_dir.mkdir(parents=True, exist_ok=True)
+    with open(lock_path, "a+b") as handle:  # several workers may start at once
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        try:
+            try:
+                return Deployment.open(config)
+            except FailedPrecondition as exc:
+                if exc.reason != "PKI_NOT_INITIALISED":
+                    raise
+            log.warning(
+                "creating a development signing PKI with seals for %d departments in %s",
+                len(wanted),
+                config.node.data_dir,
+            )
+            deployment = Deployment.init(config)
+            for name, uscc in sorted(wanted.items(), key=lambda kv: kv[1]):
+                deployment.issue_department_cert(name, uscc)
+                deployment.create_seal(uscc)
+            return deployment
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+class DeploymentSigner:
+    """:class:`~licence_vault.signer.LicenceSigner` over the deployment facade.
+
+    The trust bundle, the seal registry and the chain verifier are cached and
+    rebuilt when the deployment's files change (looked at once a second), so
+    a revoked seal or certificate reaches verification within a second.
+    """
+
+    def __init__(self, deployment: Deployment) -> None:
+        self.deployment = deployment
+        self._lock = threading.Lock()
+        self._checked = 0.0
+        self._generation: tuple[int, ...] | None = None
+        self._trust: TrustBundle | None = None
+        self._seals: SealRegistry | None = None
+        self._chains: ChainVerifier | None = None
+
+    def _refresh(self) -> tuple[TrustBundle, SealRegistry, ChainVerifier]:
+        now = time.monotonic()
+        if (
+            self._trust is None
+            or self._seals is None
+            or self._chains is None
+            or now - self._checked > _RECHECK_SECONDS
+        ):
+            with self._lock:
+                generation = self.deployment.files.generation()
+                if (
+                    generation != self._generation
+                    or self._trust is None
+                    or self._seals is None
+                    or self._chains is None
+                ):
+                    trust = self.deployment.trust_bundle()
+                    self._trust = trust
+                    self._seals = self.deployment.seal_registry()
+                    self._chains = ChainVerifier(trust)
+                    self._generation = generation
+                self._checked = now
+        assert self._trust is not None
+        assert self._seals is not None
+        assert self._chains is not None
+        return self._trust, self._seals, self._chains
+
+    def issuer(self, issuer_code: str, *, at: datetime | None = None) -> IssuerSeal:
+        when = at or datetime.now(UTC)
+        try:
+            department = self.deployment.department(issuer_code, at=when)
+            seal = self.deployment.seal_for(issuer_code, at=when)
+        except FailedPrecondition as exc:
+            raise FailedPrecondition(
+                f"department {issuer_code} has no valid seal: {exc.message}",
+                reason=NO_VALID_SEAL,
+                metadata={"issuer_code": issuer_code, "failure": exc.reason},
+            ) from None
+        return IssuerSeal(
+            issuer_code=issuer_code,
+            issuer_name=department.name,
+            seal_id=seal.seal_id,
+            seal_name=seal.name,
+            seal_valid_until=seal.valid_until,
+            seal_picture=seal.picture.data,
+        )
+
+    def sign_licence(self, issuer_code: str, payload: Mapping[str, Any]) -> str:
+        return self.deployment.sign_licence_jws(issuer_code, payload)
+
+    def sign_status_list(self, issuer_code: str, uri: str, status_list: StatusList) -> str:
+        department = self.deployment.department(issuer_code)
+        chain = (department.certificate, self.deployment.ca_certificate)
+        return sign_status_list_token(
+            self.deployment.key_store, department.key_id, chain, uri=uri, status_list=status_list
+        )
+
+    def trust_bundle(self) -> TrustBundle:
+        return self._refresh()[0]
+
+    def seal_registry(self) -> SealRegistry:
+        return self._refresh()[1]
+
+    def chain_verifier(self) -> ChainVerifier:
+        return self._refresh()[2]
+
+    def seals(self) -> list[Seal]:
+        return self.deployment.seals()
+
+    def seal_maker_keys(self) -> list[PublicKeyTypes]:
+        return self.deployment.seal_makers()
+
+
+class DeploymentPdf:
+    """Renders a licence as an A4 PDF sealed with the issuer's PAdES signature."""
+
+    def __init__(self, deployment: Deployment) -> None:
+        self.deployment = deployment
+
+    def render(
+        self,
+        licence: Licence,
+        licence_type: LicenceType,
+        seal: IssuerSeal,
+        *,
+        watermark: str | None = None,
+    ) -> bytes:
+        until = licence.valid_until.isoformat() if licence.valid_until else "长期"
+        fields = [
+            ("持证主体", licence.holder_name),
+            (_code_label(licence), licence.holder_code),
+            *licence_type.layout_lines(licence.data),
+            ("有效期", f"{licence.valid_from.isoformat()} 至 {until}"),
+        ]
+        document = LicenceDocument(
+            title=licence_type.document_title,
+            licence_id=licence.licence_id,
+            fields=fields,
+            issuer_name=licence.issuer_name,
+            issue_date=str(licence.payload.get("颁证日期", licence.valid_from.isoformat())),
+            subtitle="（加注件）" if watermark else None,
+            watermark=watermark,
+        )
+        return self.deployment.issue_licence_pdf(licence.issuer_code, document)
+
+
+def _code_label(licence: Licence) -> str:
+    return licence.holder_code_type.label

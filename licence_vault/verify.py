@@ -1,0 +1,168 @@
+"""Verifying a licence: signature, seal and chain, content, validity period, current status.
+
+:class:`LicenceVerifier` runs the checks a relying party needs, in order, and
+returns a :class:`Verification` (it never raises for a bad licence):
+
+1. the JWS: signature, certificate chain to a trusted root, the seal
+   (:class:`signing.jws.JwsVerifier`) — reason: the signing failure
+   (``BAD_SIGNATURE``, ``SEAL_REVOKED``, …);
+2. the content: a GB/T 36904 identifier with a correct check character, the
+   signer's USCC equal to the issuer code in the identifier and the metadata,
+   a status reference — ``NOT_A_LICENCE`` / ``ISSUER_MISMATCH``;
+3. the validity period against the day — ``NOT_YET_VALID`` / ``EXPIRED``;
+4. the current status from a :data:`StatusSource`: the vault's own records, or
+   the issuer's signed status list through a
+   :class:`~licence_vault.status_list.StatusListCache` (offline verifiers) —
+   ``REVOKED`` / ``SUSPENDED`` / ``SUPERSEDED`` / ``STATUS_UNAVAILABLE``.
+
+Example::
+
+    cache = StatusListCache(fetch_token, ChainVerifier(trust))
+    verifier = LicenceVerifier(JwsVerifier(trust, seals), status_list_source(cache))
+    result = verifier.verify(token)
+    print(result.valid, result.reason, result.status)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from typing import Any
+
+from licence_vault.identifier import LicenceId
+from licence_vault.model import LicenceStatus
+from licence_vault.status_list import StatusListCache, parse_status_claim
+from signing.jws import JwsVerifier, VerifiedLicence
+from zhida.errors import ZhidaError
+
+__all__ = ["LicenceVerifier", "StatusSource", "Verification", "status_list_source"]
+
+StatusSource = Callable[[str, Mapping[str, Any]], LicenceStatus]
+"""(licence id, payload) -> the licence's current status; may raise ZhidaError."""
+
+_STATUS_REASONS = {
+    LicenceStatus.REVOKED: "REVOKED",
+    LicenceStatus.SUSPENDED: "SUSPENDED",
+    LicenceStatus.SUPERSEDED: "SUPERSEDED",
+    LicenceStatus.EXPIRED: "EXPIRED",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Verification:
+    """The outcome: ``valid`` only when every check passed and the status is valid."""
+
+    valid: bool
+    reason: str = ""  # stable code when not valid
+    message: str = ""
+    licence_id: str = ""
+    status: LicenceStatus | None = None
+    issuer_code: str = ""
+    issuer_name: str = ""
+    signed_at: datetime | None = None
+    seal_id: str = ""
+    payload: dict[str, Any] = field(default_factory=dict)
+
+
+def status_list_source(cache: StatusListCache) -> StatusSource:
+    """Status from the issuer's signed Token Status List (cached per its ttl)."""
+
+    def status(licence_id: str, payload: Mapping[str, Any]) -> LicenceStatus:
+        idx, uri = parse_status_claim(payload)
+        issuer = LicenceId.parse(licence_id).issuer_code
+        value = cache.get(uri, issuer_code=issuer).status(idx)
+        return LicenceStatus.from_list_value(value)
+
+    return status
+
+
+class LicenceVerifier:
+    """Verifies licence JWS tokens; thread-safe."""
+
+    def __init__(self, jws: JwsVerifier, status: StatusSource) -> None:
+        self.jws = jws
+        self.status = status
+
+    def verify(
+        self, token: str, *, today: date | None = None, now: datetime | None = None
+    ) -> Verification:
+        clock = now or datetime.now(UTC)
+        day = today or clock.date()
+        try:
+            verified = self.jws.verify(token, now=clock)
+        except ZhidaError as exc:
+            return Verification(False, exc.reason, exc.message)
+        return self.check_content(verified, day)
+
+    def check_content(self, verified: VerifiedLicence, day: date) -> Verification:
+        payload = verified.payload
+        base: dict[str, Any] = {
+            "issuer_code": verified.department.uscc,
+            "issuer_name": verified.department.name,
+            "signed_at": verified.signed_at,
+            "seal_id": verified.seal.seal_id,
+            "payload": payload,
+        }
+        raw_id = payload.get("证照标识")
+        try:
+            ident = LicenceId.parse(raw_id if isinstance(raw_id, str) else "")
+            parse_status_claim(payload)
+        except ZhidaError as exc:
+            return Verification(False, "NOT_A_LICENCE", exc.message, **base)
+        licence_id = str(ident)
+        if not (ident.issuer_code == verified.department.uscc == payload.get("颁发机构代码")):
+            return Verification(
+                False,
+                "ISSUER_MISMATCH",
+                f"signed by {verified.department.uscc}, but the licence names issuer "
+                f"{ident.issuer_code}",
+                licence_id,
+                **base,
+            )
+        try:
+            status = self.status(licence_id, payload)
+        except ZhidaError as exc:
+            return Verification(
+                False,
+                "STATUS_UNAVAILABLE",
+                f"cannot learn the current status: {exc.message}",
+                licence_id,
+                **base,
+            )
+        if status is not LicenceStatus.VALID:
+            return Verification(
+                False,
+                _STATUS_REASONS[status],
+                f"the licence is {status.value} ({status.label})",
+                licence_id,
+                status,
+                **base,
+            )
+        try:
+            valid_from = date.fromisoformat(str(payload.get("有效期起始日期")))
+            until = str(payload.get("有效期截止日期"))
+            valid_until = None if until == "长期" else date.fromisoformat(until)
+        except ValueError:
+            return Verification(
+                False, "NOT_A_LICENCE", "unreadable validity period", licence_id, **base
+            )
+        if day < valid_from:
+            return Verification(
+                False,
+                "NOT_YET_VALID",
+                f"valid from {valid_from.isoformat()}",
+                licence_id,
+                status,
+                **base,
+            )
+        if valid_until is not None and day > valid_until:
+            return Verification(
+                False,
+                "EXPIRED",
+                f"expired on {valid_until.isoformat()}",
+                licence_id,
+                LicenceStatus.EXPIRED,
+                **base,
+            )
+        return Verification(True, "", "valid", licence_id, status, **base)
