@@ -142,8 +142,10 @@ def _has_cjk_glyphs(spec: FontSpec) -> bool:
         font = ImageFont.truetype(spec.path, 48, index=spec.index)
     except OSError:
         return False
-    # A font without the glyph draws the same .notdef box for every character.
-    return bytes(font.getmask("国")) != bytes(font.getmask("印"))
+    # A font without a glyph draws the same .notdef box (or nothing) for every
+    # missing character. Licences also carry codes and dates, so digits and Latin
+    # letters are required too: DroidSansFallback, often installed, has none.
+    return all(bytes(font.getmask(a)) != bytes(font.getmask(b)) for a, b in ("国印", "17", "AZ"))
 
 
 def _glyph(font: ImageFont.FreeTypeFont, char: str, size: int) -> Image.Image:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import re
+import shutil
+import subprocess
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -265,3 +267,16 @@ def test_signing_time_is_the_callers(world: World, rendered: bytes) -> None:
     when = datetime(2026, 1, 1, 8, 0, tzinfo=UTC)
     reader = PdfFileReader(io.BytesIO(_sign(world, rendered, now=when)))
     assert reader.embedded_signatures[0].self_reported_timestamp == when
+
+
+def test_rendered_text_keeps_digits_latin_and_chinese(rendered: bytes, tmp_path: Path) -> None:
+    """What a person reads on the licence: codes and dates must not come out blank."""
+    pdftotext = shutil.which("pdftotext")
+    assert pdftotext, "pdftotext (poppler-utils) is missing: run `make sysdeps`"
+    path = tmp_path / "licence.pdf"
+    path.write_bytes(rendered)
+    text = subprocess.run(
+        [pdftotext, "-layout", str(path), "-"], capture_output=True, text=True, check=True
+    ).stdout
+    for expected in ("JY14201020000001", "91420102MA4K000000", "2025", "食品经营许可证"):
+        assert expected in text, f"{expected!r} missing from the rendered licence:\n{text}"
