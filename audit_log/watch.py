@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -34,6 +32,7 @@ from audit_log.merkle import verify_consistency
 from audit_log.note import Ed25519Verifier
 from zhida.audit.v1 import audit_service_pb2 as pb
 from zhida.errors import FailedPrecondition
+from zhida.files import atomic_write
 
 
 class WatchAlarm(Exception):
@@ -66,14 +65,7 @@ def load_state(path: Path) -> WatchState | None:
 
 
 def save_state(path: Path, state: WatchState) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".watch-", dir=path.parent)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        json.dump(asdict(state), f, indent=2)
-        f.write("\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    atomic_write(path, (json.dumps(asdict(state), indent=2) + "\n").encode(), mode=0o644)
 
 
 def watch_step(

@@ -32,7 +32,6 @@ from signing.deployment_state import (
     PkiFiles,
     PkiState,
     RevocationRecord,
-    write_atomic,
 )
 from signing.keystore import FileKeyStore, KeyInfo
 from signing.pki import (
@@ -50,6 +49,7 @@ from signing.pki import (
 from signing.seal import Seal, SealPurpose, SealRevocations, create_seal
 from zhida.config import Config
 from zhida.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from zhida.files import atomic_write
 from zhida.regions import Level
 
 __all__ = ["DepartmentCert", "DeploymentOps"]
@@ -300,7 +300,7 @@ class DeploymentOps:
                 if r.issuer == which
             ]
             crl = create_crl(self._ca(which), entries, crl_number=number, now=now)
-            write_atomic(self.files.crl_path(which), crl.public_bytes(Encoding.PEM))
+            atomic_write(self.files.crl_path(which), crl.public_bytes(Encoding.PEM), mode=0o644)
             out.append(crl)
         return tuple(out)
 
@@ -355,7 +355,7 @@ class DeploymentOps:
                 now=now,
             )
             path = self.files.seals_dir / f"{seal.seal_id}.json"
-            write_atomic(path, seal.to_json().encode())
+            atomic_write(path, seal.to_json().encode(), mode=0o644)
         return seal
 
     def revoke_seal(self, seal_id: str, reason: str, *, now: datetime | None = None) -> None:
@@ -369,4 +369,6 @@ class DeploymentOps:
             if seal_id in revocations:
                 raise AlreadyExists(f"seal {seal_id} is already revoked", reason="REVOKED")
             revocations.revoke(seal_id, reason, now)
-            write_atomic(self.files.seal_revocations_path, revocations.to_json().encode())
+            atomic_write(
+                self.files.seal_revocations_path, revocations.to_json().encode(), mode=0o644
+            )

@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from zhida.errors import FailedPrecondition
+from zhida.files import atomic_write
 
 __all__ = ["CaRecord", "DepartmentRecord", "PkiFiles", "PkiState", "RevocationRecord"]
 
@@ -136,7 +137,7 @@ class PkiFiles:
             ) from None
 
     def save(self, state: PkiState) -> None:
-        write_atomic(self.state_path, state.to_json().encode())
+        atomic_write(self.state_path, state.to_json().encode(), mode=0o644)
 
     def generation(self) -> tuple[int, ...]:
         """Modification times of everything a signer caches; changes on every write."""
@@ -147,19 +148,3 @@ class PkiFiles:
             except FileNotFoundError:
                 stamps.append(0)
         return tuple(stamps)
-
-
-def write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
-    """Write ``data`` to ``path`` through a temporary file and ``os.replace``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise

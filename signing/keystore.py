@@ -49,6 +49,7 @@ from cryptography.hazmat.primitives.asymmetric.types import (
 from signing.algorithms import DEFAULT_ALGORITHM, Algorithm, get_algorithm
 from signing.errors import KeyStoreError, KeyStoreReason
 from zhida.errors import AlreadyExists, InvalidArgument, NotFound
+from zhida.files import atomic_write
 
 __all__ = ["FileKeyStore", "KeyHandle", "KeyInfo", "KeyStore", "validate_key_id"]
 
@@ -294,7 +295,7 @@ class FileKeyStore(KeyStore):
             "retired": info.retired.isoformat() if info.retired else None,
             "public_key": info.algorithm.public_pem(info.public_key).decode(),
         }
-        _atomic_write(self._meta_path(info.key_id), json.dumps(meta, indent=2).encode(), 0o644)
+        atomic_write(self._meta_path(info.key_id), json.dumps(meta, indent=2).encode(), 0o644)
 
     def _read_meta(self, key_id: str) -> KeyInfo:
         path = self._meta_path(key_id)
@@ -390,18 +391,4 @@ def _read_passphrase(
 
 
 def _write_private(path: Path, data: bytes) -> None:
-    _atomic_write(path, data, 0o600)
-
-
-def _atomic_write(path: Path, data: bytes, mode: int) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    atomic_write(path, data, 0o600)

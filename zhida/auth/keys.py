@@ -32,7 +32,6 @@ import json
 import os
 import re
 import sys
-import tempfile
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +43,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
 from zhida.config import SUPPORTED_JWT_ALGORITHMS, Config
 from zhida.errors import ConfigError, FailedPrecondition, FieldViolation, InvalidArgument
+from zhida.files import atomic_write
 
 PrivateKey = ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
 PublicKey = ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey
@@ -344,20 +344,9 @@ def _new_dev_key(config: Config, alg: str) -> dict[str, str]:
 
 def _write_jwks(path: Path, keys: list[dict[str, Any]]) -> None:
     data = (json.dumps({"keys": keys}, indent=2) + "\n").encode("utf-8")
-    # Temp file + os.replace: readers (a node reloading the JWKS) see the old or
-    # the new file, never half of one.
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # public keys: anyone may read them
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    # Readers (a node reloading the JWKS) see the old or the new file, never half
+    # of one; public keys: anyone may read them.
+    atomic_write(path, data, mode=0o644)
 
 
 def _make_private_dir(path: Path) -> None:
