@@ -22,22 +22,16 @@ PostgreSQL figures are reported as missing and the target as not met.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import random
 import statistics
 import tempfile
 import time
-import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import psycopg
-from psycopg import sql
 from sqlalchemy import text
-from sqlalchemy.engine import make_url
 
 from audit_log.compact import CompactRange
 from audit_log.events import Action, AuditEvent
@@ -46,6 +40,7 @@ from audit_log.keys import load_audit_keys
 from audit_log.log import AuditLog
 from audit_log.sql import SqlLogStorage
 from bench.load import LoadStats, percentile, run_load
+from bench.procs import pg_database
 from zhida.db import Database
 from zhida.db.migrate import upgrade
 
@@ -57,33 +52,6 @@ PROOF_SAMPLES = 5000
 TARGET_APPENDS = 10_000
 TARGET_PROOF_P99_MS = 1.0
 ORIGIN = "zhida.420102/bench"
-DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/postgres"
-
-
-def _libpq(url: str) -> str:
-    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
-
-
-@contextlib.contextmanager
-def _pg_database() -> Iterator[str | None]:
-    """A fresh database on the benchmark's PostgreSQL server, dropped afterwards."""
-    server = (
-        os.environ.get("ZHIDA_BENCH_PG_URL") or os.environ.get("ZHIDA_TEST_PG_URL") or DEFAULT_PG
-    )
-    name = f"zhida_bench_{uuid.uuid4().hex[:8]}"
-    try:
-        with psycopg.connect(_libpq(server), autocommit=True, connect_timeout=3) as conn:
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    except psycopg.Error:
-        yield None
-        return
-    try:
-        yield make_url(server).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with psycopg.connect(_libpq(server), autocommit=True) as conn:
-            conn.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-            )
 
 
 class _Events:
@@ -224,10 +192,10 @@ def run() -> dict[str, Any]:
         root = Path(tmp)
         results["sqlite_appends"] = _appends(f"sqlite:///{root / 'appends.db'}", root / "keys")
         results["sqlite_proofs"] = _proofs(f"sqlite:///{root / 'proofs.db'}", root / "keys")
-        with _pg_database() as pg:
-            results["postgresql_appends"] = None if pg is None else _appends(pg, root / "keys")
-        with _pg_database() as pg:
-            results["postgresql_proofs"] = None if pg is None else _proofs(pg, root / "keys")
+        with pg_database() as pg:
+            results["postgresql_appends"] = _appends(pg, root / "keys")
+        with pg_database() as pg:
+            results["postgresql_proofs"] = _proofs(pg, root / "keys")
 
     def appends(key: str) -> float:
         return float(results[key]["batched"]["throughput"]) if results[key] else 0.0

@@ -22,18 +22,15 @@ import dataclasses
 import os
 import tempfile
 import time
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
-from psycopg import sql
 from sqlalchemy.engine import make_url
 
 from bench.catalog_queries import MIX, query_mix
 from bench.load import percentile
+from bench.procs import pg_database
 from catalog_registry.matching import MatchIndex
 from catalog_registry.memory import InMemoryCatalogRepository
 from catalog_registry.model import NegativeEntry, Resource
@@ -116,25 +113,6 @@ def _vacuum(url: str) -> None:
         conn.execute("VACUUM ANALYZE")
 
 
-@contextmanager
-def fresh_pg_database() -> Iterator[str]:
-    """A new database on the bench server, dropped afterwards."""
-    server = make_url(PG_URL).set(drivername="postgresql")
-    admin_url = server.render_as_string(hide_password=False)
-    name = f"zhida_bench_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    try:
-        yield server.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with psycopg.connect(admin_url, autocommit=True) as conn:
-            conn.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
-                (name,),
-            )
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
-
-
 def bench_matching(resources: list[Resource]) -> dict[str, Any]:
     start = time.perf_counter()
     index = MatchIndex.from_resources(resources)
@@ -178,7 +156,7 @@ def run() -> dict[str, Any]:
     resources = list(synthetic_resources(RESOURCES, seed=1))
     with tempfile.TemporaryDirectory(prefix="zhida-bench-catalog-") as tmp:
         sqlite_result = bench_search(f"sqlite:///{tmp}/catalog.db", resources)
-    with fresh_pg_database() as url:
+    with pg_database() as url:
         pg_result = bench_search(url, resources)
     matching = bench_matching(resources)
     negative = bench_negative(resources)

@@ -9,11 +9,15 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
+import psycopg
+from psycopg import sql
+from sqlalchemy import make_url
 
 from zhida.localnode import LocalNode, free_port
 
@@ -77,3 +81,34 @@ def zhida_node(extra_env: dict[str, str] | None = None) -> Iterator[Server]:
         LocalNode.start(Path(data_dir), extra_env=extra_env) as node,
     ):
         yield Server(node.address, node.proc.pid, node.env)
+
+
+PG_SERVER_URL = (
+    os.environ.get("ZHIDA_BENCH_PG_URL")
+    or os.environ.get("ZHIDA_TEST_PG_URL")
+    or "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+
+
+@contextlib.contextmanager
+def pg_database() -> Iterator[str]:
+    """A fresh database on the benchmark's PostgreSQL server, dropped afterwards.
+
+    The server is ``$ZHIDA_BENCH_PG_URL``, else ``$ZHIDA_TEST_PG_URL``, else the
+    local one; an unreachable server is an error naming it, never a skipped figure.
+    """
+    server = make_url(PG_SERVER_URL)
+    admin = server.set(drivername="postgresql").render_as_string(hide_password=False)
+    name = f"zhida_bench_{uuid.uuid4().hex[:10]}"
+    try:
+        with psycopg.connect(admin, autocommit=True, connect_timeout=3) as conn:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    except psycopg.Error as exc:
+        raise RuntimeError(f"benchmark PostgreSQL at {PG_SERVER_URL} unusable: {exc}") from None
+    try:
+        yield server.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
