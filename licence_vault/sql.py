@@ -19,6 +19,7 @@ from zhida.db.engine import translated_errors
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import date, datetime
@@ -195,12 +196,62 @@ def _use(r: Any) -> UseRecord:
     )
 
 
+class _Pending:
+    __slots__ = ("done", "error", "uses")
+
+    def __init__(self, uses: Sequence[UseRecord]) -> None:
+        self.uses = uses
+        self.done = False
+        self.error: BaseException | None = None
+
+
+class _GroupWriter:
+    """Group commit for use records: concurrent callers share one transaction.
+
+    A caller queues its records; if no write is under way it takes every
+    queued record and writes them in one transaction, else it waits for the
+    writer, which either wrote its records too or left it to write the next
+    batch. Every caller returns only once its records are committed, and gets
+    the error if their transaction failed (then none of that batch is stored).
+    """
+
+    def __init__(self, write: Callable[[Sequence[UseRecord]], None]) -> None:
+        self._write = write
+        self._cond = threading.Condition()
+        self._queue: list[_Pending] = []
+        self._busy = False
+
+    def write(self, uses: Sequence[UseRecord]) -> None:
+        mine = _Pending(uses)
+        with self._cond:
+            self._queue.append(mine)
+            while self._busy and not mine.done:
+                self._cond.wait()
+            if not mine.done:
+                self._busy = True
+                batch, self._queue = self._queue, []
+        if not mine.done:
+            error: BaseException | None = None
+            try:
+                self._write([u for p in batch for u in p.uses])
+            except BaseException as exc:
+                error = exc
+            with self._cond:
+                for p in batch:
+                    p.done, p.error = True, error
+                self._busy = False
+                self._cond.notify_all()
+        if mine.error is not None:
+            raise mine.error
+
+
 class SqlLicenceStore:
     """:class:`~licence_vault.store.LicenceStore` on a :class:`~zhida.db.Database`."""
 
     def __init__(self, database: Database) -> None:
         self.database = database
         self._dialect = database.dialect
+        self._use_writer = _GroupWriter(self.add_uses)
 
     @contextmanager
     def _tx(self) -> Iterator[Connection]:
@@ -491,20 +542,24 @@ class SqlLicenceStore:
         type_codes: Sequence[str],
         decide: Callable[[Consent | None, list[Licence]], Sequence[UseRecord]],
     ) -> None:
-        with self._tx() as s:
+        # The reads are one read-only snapshot (on SQLite it neither waits for
+        # nor holds the write lock); the use records are then written, durably
+        # before this returns, in a transaction shared with concurrent fetches.
+        with self.database.read() as s:
             consent = None
             if consent_id:
                 row = s.execute(_CONSENT_BY_ID, {"consent_id": consent_id}).first()
                 consent = _consent(row) if row is not None else None
             params = {"holder": holder_code, "types": list(type_codes)}
             rows = s.execute(_CURRENT_OF_HOLDER_TYPES, params).all()
-            licences = sorted(
-                (_licence(r) for r in rows),
-                key=lambda lic: (lic.issued_at, lic.licence_id),
-                reverse=True,
-            )
-            uses = decide(consent, licences)
-            self._insert_uses(s, uses)
+        licences = sorted(
+            (_licence(r) for r in rows),
+            key=lambda lic: (lic.issued_at, lic.licence_id),
+            reverse=True,
+        )
+        uses = decide(consent, licences)
+        if uses:
+            self._use_writer.write(uses)
 
     def add_uses(self, uses: Sequence[UseRecord]) -> None:
         with self._tx() as s:

@@ -174,9 +174,10 @@ class LicenceStore(Protocol):
         type_codes: Sequence[str],
         decide: Callable[[Consent | None, list[Licence]], Sequence[UseRecord]],
     ) -> None:
-        """One transaction: read the consent (if an id is given) and the holder's current
-        licences of ``type_codes``, let ``decide`` check them and say what was used, and
-        write those use records. Nothing is written if ``decide`` raises."""
+        """Read the consent (if an id is given) and the holder's current licences of
+        ``type_codes`` (one consistent snapshot), let ``decide`` check them and say what
+        was used, and write those use records durably before returning. Nothing is
+        written if ``decide`` raises."""
         ...
 
     def uses_of(

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Engine, create_engine, event, exc, text
+from sqlalchemy import Connection, Engine, create_engine, event, exc, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import NullPool
@@ -145,9 +145,17 @@ def _enable_wal(cursor: Any) -> None:
             time.sleep(0.01)
 
 
+READ_ONLY_OPTION = "zhida_read_only"
+
+
 def _sqlite_on_begin(conn: Any) -> None:
     # IMMEDIATE takes the write lock up front: a read-then-write transaction can
     # then never fail with SQLITE_BUSY half-way; it waits (busy_timeout) instead.
+    # A read-only transaction (see Database.read) begins DEFERRED: under WAL it
+    # reads one consistent snapshot and never waits for, nor blocks, a writer.
+    if conn.get_execution_options().get(READ_ONLY_OPTION):
+        conn.exec_driver_sql("BEGIN DEFERRED")
+        return
     conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
@@ -219,6 +227,23 @@ class Database:
                 with suppress(exc.SQLAlchemyError):
                     session.rollback()
                 raise
+
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        """One read-only transaction (Core connection): a consistent snapshot, no writes.
+
+        On SQLite it begins DEFERRED instead of IMMEDIATE, so it neither waits
+        for the write lock nor holds it: concurrent readers and the writer
+        proceed in parallel (WAL). Writing through it is a bug; on SQLite the
+        write would have to take the lock half-way and may then fail with
+        ``SQLITE_BUSY``. On PostgreSQL it is an ordinary transaction.
+        """
+        with (
+            translated_errors(),
+            self.engine.connect().execution_options(**{READ_ONLY_OPTION: True}) as conn,
+            conn.begin(),
+        ):
+            yield conn
 
     def check(self) -> str | None:
         """Run a trivial query; return the Alembic revision (None before the first migration)."""

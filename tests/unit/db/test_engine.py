@@ -176,3 +176,24 @@ def test_default_timestamp_and_naive_rejected(database: Database) -> None:
 def _add(db: Database, row: NodeMeta) -> None:
     with db.session() as s:
         s.add(row)
+
+
+def test_read_transaction_does_not_wait_for_a_writer(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/read.db"
+    upgrade(url)
+    db = Database(url, pool_size=2)
+    try:
+        with db.session() as s:
+            s.add(NodeMeta(key="k", value="before"))
+        with db.session() as writer:  # holds the write lock (BEGIN IMMEDIATE)
+            writer.get(NodeMeta, "k").value = "during"  # type: ignore[union-attr]
+            writer.flush()
+            start = time.monotonic()
+            with db.read() as conn:  # a snapshot: neither waits nor sees uncommitted rows
+                value = conn.execute(text("SELECT value FROM node_meta WHERE key = 'k'"))
+                assert value.scalar_one() == "before"
+            assert time.monotonic() - start < 1.0
+        with db.read() as conn:
+            assert conn.execute(text("SELECT value FROM node_meta")).scalar_one() == "during"
+    finally:
+        db.dispose()

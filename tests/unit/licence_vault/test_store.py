@@ -120,3 +120,40 @@ def test_status_change_is_compare_and_set(
             at=lic.issued_at,
         )  # fmt: skip
     assert err.value.reason == "STATUS_CHANGED"
+
+
+def test_group_writer_commits_every_callers_records_and_shares_errors() -> None:
+    import threading
+    from collections.abc import Sequence
+    from typing import Any
+
+    from licence_vault.sql import _GroupWriter
+
+    written: list[Any] = []
+    gate = threading.Event()
+
+    def write(uses: Sequence[Any]) -> None:
+        gate.wait(5)
+        if "bad" in uses:
+            raise RuntimeError("boom")
+        written.extend(uses)
+
+    writer = _GroupWriter(write)
+    errors: list[BaseException] = []
+
+    def call(item: str) -> None:
+        try:
+            writer.write([item])  # type: ignore[list-item]
+        except RuntimeError as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=call, args=(f"u{i}",)) for i in range(8)]
+    for t in threads:
+        t.start()
+    gate.set()
+    for t in threads:
+        t.join(5)
+    assert sorted(written) == sorted(f"u{i}" for i in range(8))
+    assert not errors
+    call("bad")
+    assert len(errors) == 1
