@@ -1,0 +1,76 @@
+"""The storage interface the exchange domain calls: :class:`ExchangeRepository`.
+
+The domain decides (validation, authorisation, state machines); a repository
+only stores and answers queries. :class:`exchange.memory.InMemoryExchangeRepository`
+implements it for tests, the demo and single-process nodes; the SQL store (next
+step) must pass the same contract tests (``tests/unit/exchange/test_repository_contract.py``).
+
+Contract a store must keep:
+
+* ``insert_request`` raises ``AlreadyExists`` (reason ``REQUEST_EXISTS``) on a
+  repeated id; ``insert_grant`` likewise (``GRANT_EXISTS``).
+* ``save_request`` is a compare-and-set on the stored state: when the stored
+  request is no longer in ``expected_state`` it raises ``Aborted`` (reason
+  ``REQUEST_CHANGED``) and writes nothing. It writes the request **and** every
+  grant in ``grants`` (insert or overwrite by id) in **one transaction**, so a
+  decision never leaves a grant without its request or the reverse.
+* ``save_grant`` is a compare-and-set on the stored grant state (``Aborted``
+  reason ``GRANT_CHANGED``); ``NotFound`` when the id is unknown.
+* ``pending_requests`` returns SUBMITTED requests of a provider ordered by
+  ``(submitted_at, id)`` ascending (oldest first).
+
+Example::
+
+    from exchange.memory import InMemoryExchangeRepository
+    from exchange.repository import ExchangeRepository
+
+    repo: ExchangeRepository = InMemoryExchangeRepository()
+    assert repo.get_request("nope") is None
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Protocol
+
+from exchange.model import Grant, GrantState, RequestState, ShareRequest
+
+
+class ExchangeRepository(Protocol):
+    """Storage of share requests and grants."""
+
+    def insert_request(self, request: ShareRequest, grants: Sequence[Grant] = ()) -> None:
+        """Store a new request (and, atomically, the grants it created or superseded)."""
+        ...
+
+    def get_request(self, request_id: str) -> ShareRequest | None: ...
+
+    def save_request(
+        self,
+        request: ShareRequest,
+        *,
+        expected_state: RequestState,
+        grants: Sequence[Grant] = (),
+    ) -> None:
+        """Replace a stored request if it is still ``expected_state``; upsert ``grants``."""
+        ...
+
+    def pending_requests(self, provider_org: str, limit: int = 100) -> list[ShareRequest]:
+        """SUBMITTED requests addressed to ``provider_org``, oldest first."""
+        ...
+
+    def requests_of(self, requester_org: str) -> list[ShareRequest]:
+        """Every request filed by ``requester_org``, oldest first."""
+        ...
+
+    def insert_grant(self, grant: Grant) -> None: ...
+
+    def get_grant(self, grant_id: str) -> Grant | None: ...
+
+    def save_grant(self, grant: Grant, *, expected_state: GrantState) -> None:
+        """Replace a stored grant if its stored state is still ``expected_state``."""
+        ...
+
+    def iter_grants(self, state: GrantState | None = None) -> Iterator[Grant]:
+        """Stored grants (optionally only those whose stored state is ``state``), by creation."""
+        ...
