@@ -35,6 +35,7 @@ from zhida.errors import InvalidArgument
 
 __all__ = [
     "b64url_decode",
+    "b64url_decode_bytes",
     "b64url_encode",
     "b64url_encode_bytes",
     "canonical_json",
@@ -44,10 +45,9 @@ __all__ = [
 
 _MAX_SAFE_INT = 2**53 - 1
 _URL_TO_STD = bytes.maketrans(b"-_+/=", b"+/***")
-_STD_TO_URL = bytes.maketrans(b"+/", b"-_")
 _NON_BMP = re.compile("[\U00010000-\U0010ffff]")
-_B64URL_VALUE = {
-    c: i for i, c in enumerate("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
+_B64URL_VALUE = {  # by byte value
+    c: i for i, c in enumerate(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
 }
 _PADDING = (b"", b"===", b"==", b"=")
 
@@ -55,11 +55,16 @@ _PADDING = (b"", b"===", b"==", b"=")
 def canonical_json(value: Any) -> bytes:
     """RFC 8785 canonical UTF-8 bytes of ``value``; InvalidArgument if not JSON."""
     try:
-        if type(value) in _CONTAINERS and _no_floats(value):
+        if type(value) in _CONTAINERS:
+            # orjson first: it refuses circular and over-deep values (and big
+            # integers) before the walk, which then needs no size bound.
             try:
-                return orjson.dumps(value, option=_ORJSON)
+                rendered = orjson.dumps(value, option=_ORJSON)
             except orjson.JSONEncodeError:
-                pass  # big integers: decided below
+                pass  # decided below
+            else:
+                if _no_floats(value):
+                    return rendered
         if _fast_path_ok(value):
             return orjson.dumps(value, option=_ORJSON)
         return rfc8785.dumps(value)
@@ -97,28 +102,54 @@ _ORJSON |= (
 # differs from orjson's, and orjson writes NaN as null) and no key outside
 # the Basic Multilingual Plane (JCS sorts keys by UTF-16 code units).
 _LEAVES = frozenset({str, int, bool, type(None)})
+_KNOWN = frozenset({str, bool, type(None), int, dict, list, tuple})
+_CONTAINERS = frozenset({dict, list, tuple})
+# Key tuples (exact str keys, in order) already found free of non-BMP
+# characters: licence payloads repeat theirs, and a set lookup costs less than
+# joining the keys and searching them. Bounded in entries and entry size.
+_BMP_KEYS: set[tuple[str, ...]] = set()
+_BMP_KEYS_MAX = 1024
+_BMP_KEY_COUNT = 64
 
 
 def _no_floats(value: Any) -> bool:
     """True when ``value`` holds only dicts (BMP string keys), lists, tuples, str,
-    int, bool and None. TypeError for a non-string key."""
-    stack = [value]
-    while stack:
-        item = stack.pop()
+    int, bool and None. TypeError for a non-string key.
+
+    The caller bounds the depth and rules out cycles (orjson has rendered or
+    parsed ``value``). Works per container: one set of the children's types,
+    and a look at each child only when that set holds a container type.
+    """
+    stack: list[Any] | None = None
+    item = value
+    while True:
         if type(item) is dict:
-            keys = "".join(item)
-            if not keys.isascii() and _NON_BMP.search(keys):
-                return False
+            names = tuple(item)  # hashed from the keys' cached hashes
+            if names not in _BMP_KEYS:
+                keys = "".join(names)  # TypeError for a non-string key
+                # JCS sorts keys by UTF-16 code units, orjson by code points:
+                # the orders differ only for characters outside the BMP.
+                if not keys.isascii() and _NON_BMP.search(keys):
+                    return False
+                if len(names) <= _BMP_KEY_COUNT:
+                    if len(_BMP_KEYS) >= _BMP_KEYS_MAX:
+                        _BMP_KEYS.clear()
+                    _BMP_KEYS.add(names)
             children: Any = item.values()
         else:
             children = item
         kinds = set(map(type, children))
-        if kinds <= _LEAVES:
-            continue
-        if not kinds <= _KNOWN:
-            return False
-        stack.extend([c for c in children if type(c) in _CONTAINERS])
-    return True
+        if not kinds <= _LEAVES:
+            if not kinds <= _KNOWN:
+                return False  # floats (ECMAScript formatting, NaN) and other types
+            found = [c for c in children if type(c) in _CONTAINERS]
+            if stack is None:
+                stack = found
+            else:
+                stack += found
+        if not stack:
+            return True
+        item = stack.pop()
 
 
 # The C encoder json.dumps(ensure_ascii=False, separators=(",", ":"),
@@ -127,10 +158,6 @@ def _no_floats(value: Any) -> bool:
 _ENCODE = c_make_encoder(None, _refuse, c_encode_basestring, None, ":", ",", True, False, False)
 _SCALARS = frozenset({str, bool, type(None)})
 _MAX_NODES = 1_000_000
-
-
-_KNOWN = frozenset({str, bool, type(None), int, dict, list, tuple})
-_CONTAINERS = frozenset({dict, list, tuple})
 
 
 def _fast_path_ok(value: Any) -> bool:
@@ -260,22 +287,32 @@ def b64url_encode(data: bytes) -> str:
 
 def b64url_encode_bytes(data: bytes) -> bytes:
     """Unpadded base64url as ASCII bytes (no str round trip on the signing path)."""
-    return binascii.b2a_base64(data, newline=False).translate(_STD_TO_URL).rstrip(b"=")
+    # two replace passes (memchr-driven) cost half a translate pass
+    encoded = binascii.b2a_base64(data, newline=False).replace(b"+", b"-").replace(b"/", b"_")
+    return encoded.rstrip(b"=")
 
 
 def b64url_decode(text: str) -> bytes:
     """Decode canonical unpadded base64url; ValueError for anything else."""
-    rest = len(text) % 4
+    try:
+        raw = text.encode("ascii")
+    except UnicodeEncodeError as exc:
+        raise ValueError(f"not base64url: {exc}") from None
+    return b64url_decode_bytes(raw)
+
+
+def b64url_decode_bytes(raw: bytes) -> bytes:
+    """:func:`b64url_decode` of ASCII bytes."""
+    rest = len(raw) % 4
     if rest == 1:
         raise ValueError("not unpadded base64url")
     # The last character of a 2- or 3-character group carries 4 or 2 unused
     # bits, which must be zero: otherwise another string decodes the same.
-    if rest and _B64URL_VALUE.get(text[-1], 0) & (0b1111 if rest == 2 else 0b11):
+    if rest and _B64URL_VALUE.get(raw[-1], 0) & (0b1111 if rest == 2 else 0b11):
         raise ValueError("non-canonical base64url (unused bits set)")
     try:
         # one pass maps the URL alphabet to the standard one and "+", "/", "="
         # to "*", which strict decoding refuses with every other stray character
-        raw = text.encode("ascii").translate(_URL_TO_STD) + _PADDING[rest]
-        return binascii.a2b_base64(raw, strict_mode=True)
-    except (binascii.Error, UnicodeEncodeError) as exc:
+        return binascii.a2b_base64(raw.translate(_URL_TO_STD) + _PADDING[rest], strict_mode=True)
+    except binascii.Error as exc:
         raise ValueError(f"not base64url: {exc}") from None

@@ -53,6 +53,7 @@ from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 from signing.algorithms import Algorithm, allowed_algorithms, get_algorithm
 from signing.canonical import (
     b64url_decode,
+    b64url_decode_bytes,
     loads_canonical,
     loads_strict,
 )
@@ -204,6 +205,8 @@ class JwsVerifier:
         self._headers: OrderedDict[tuple[int, str], tuple[str, _Header]] = OrderedDict()
         self._cache_size = cache_size
         self._lock = threading.Lock()
+        # (iat, its datetime): one tuple, replaced whole, so threads read a consistent pair
+        self._last_iat: tuple[int | None, datetime] = (None, datetime.fromtimestamp(0, UTC))
 
     def _header(self, token: str, end: int) -> _Header:
         """The parsed header ``token[:end]``.
@@ -234,15 +237,15 @@ class JwsVerifier:
         if first < 0 or first == last or token.find(".", first + 1) != last:
             raise _fail(Failure.MALFORMED, "a compact JWS has three segments")
         header = self._header(token, first)
-        p64, s64 = token[first + 1 : last], token[last + 1 :]
         try:
-            payload_bytes, signature = b64url_decode(p64), b64url_decode(s64)
-        except ValueError as exc:
+            p64 = token[first + 1 : last].encode("ascii")  # encoded once: decoded and hashed
+            payload_bytes, signature = b64url_decode_bytes(p64), b64url_decode(token[last + 1 :])
+        except (ValueError, UnicodeEncodeError) as exc:
             raise _fail(Failure.MALFORMED, f"token does not parse: {exc}") from None
         presented = header.presented
         if header.prefix is not None:  # the header's hash state is cached: hash the payload only
             digest = header.prefix.copy()
-            digest.update(p64.encode("ascii"))  # b64url_decode accepted it: ASCII
+            digest.update(p64)
             valid = header.algorithm.verify_digest(presented.leaf_key, signature, digest.digest())
         else:
             valid = header.algorithm.verify(
@@ -258,7 +261,12 @@ class JwsVerifier:
         clock = now or datetime.now(UTC)
         if iat > clock.timestamp() + self._skew:
             raise _fail(Failure.SIGNING_TIME_INVALID, f"iat {iat} lies in the future")
-        signed_at = datetime.fromtimestamp(iat, UTC)
+        cached = self._last_iat  # tokens signed in the same second share it
+        if cached[0] == iat:
+            signed_at = cached[1]
+        else:
+            signed_at = datetime.fromtimestamp(iat, UTC)
+            self._last_iat = (iat, signed_at)
 
         chain = self.chains.verify(
             presented.leaf, presented.intermediates, at=signed_at, now=clock, cache_key=header.x5c

@@ -104,6 +104,7 @@ class JwsSigner:
                 signature = self._store.sign(self._key_id, self._header + body)
         else:
             signature = self._store.sign(self._key_id, self._header + body)
+        # str parts: copies 1.6 + 3.5 KB, where joining bytes then decoding copies 3.5 + 3.5
         return "".join((self._header_text, body.decode("ascii"), ".", b64url_encode(signature)))
 
 

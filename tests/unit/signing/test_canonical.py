@@ -160,3 +160,44 @@ def test_fast_path_matches_the_json_module_for_every_code_point() -> None:
         assert _fast_path_ok(value)  # non-BMP characters only in values: still fast
         assert canonical_json(value) == expected
         assert loads_canonical(expected) == value
+
+
+def test_b64url_decode_bytes_matches_the_str_form() -> None:
+    from signing.canonical import b64url_decode_bytes
+
+    for data in [b"", b"\x00", b"\xfb\xff", bytes(range(64))]:
+        assert b64url_decode_bytes(b64url_encode(data).encode()) == data
+    for bad in [b"a", b"ab=", b"a+b/", b"ab c", b"AB==", b"-_9"]:
+        with pytest.raises(ValueError, match="base64url"):
+            b64url_decode_bytes(bad)
+    with pytest.raises(ValueError, match="base64url"):
+        b64url_decode("证照")
+
+
+def test_circular_values_are_refused_not_walked_forever() -> None:
+    looped: list[Any] = []
+    looped.append(looped)
+    with pytest.raises(InvalidArgument):
+        canonical_json(looped)
+    cyclic: dict[str, Any] = {}
+    cyclic["a"] = cyclic
+    with pytest.raises(InvalidArgument):
+        canonical_json(cyclic)
+
+
+def test_the_key_cache_never_admits_keys_outside_the_bmp() -> None:
+    # the same key tuple, asked twice: both times the slow path's UTF-16 order
+    value: dict[str, Any] = {"\U0001f600": 1, "\ufb33": 2, "a": [1.5, {"\U0001f600": None}]}
+    for _ in range(2):
+        assert canonical_json(value) == rfc8785.dumps(value)
+        pair = {"\ufb33": 2, "\U0001f600": 1}
+        assert canonical_json(pair) == rfc8785.dumps(pair)
+        assert canonical_json(pair).startswith('{"\U0001f600"'.encode())
+    # floats anywhere below cached keys still take the general path
+    licence = {"证照类型": "食品经营许可证", "项目": ["热食类"]}
+    assert canonical_json(licence) == rfc8785.dumps(licence)
+    assert (
+        canonical_json({"证照类型": "x", "项目": [1.0]}) == '{"证照类型":"x","项目":[1]}'.encode()
+    )
+    with pytest.raises(ValueError, match="canonical"):
+        loads_canonical('{"证照类型":"x","项目":[1.0]}'.encode())
