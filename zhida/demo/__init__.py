@@ -48,8 +48,9 @@ def _chapters() -> list[tuple[str, Chapter]]:
     return [
         ("A node on the embedded default", foundation.chapter),
         ("The data catalogue and the three lists", catalog.chapter),
-        ("The access log: every refusal and change, provable", audit.chapter),
         ("The licence vault: issue, consent, fetch, verify, revoke", vault.chapter),
+        # Last: the log then holds the whole story (refusals, catalogue, licences).
+        ("The access log: every refusal and change, provable", audit.chapter),
     ]
 
 

@@ -26,11 +26,16 @@ def chapter(ctx: DemoContext) -> None:
     try:
         with grpc.insecure_channel(node.address) as channel:
             stub = pb_grpc.AuditServiceStub(channel)
-            page = stub.SearchEvents(pb.SearchEventsRequest(page_size=50), metadata=auditor)
-            table = Table(title=f"access log of {node.config.node.name} (auditor's search)")
+            page = stub.SearchEvents(
+                pb.SearchEventsRequest(page_size=25, newest_first=True), metadata=auditor
+            )
+            events = sorted(page.events, key=lambda e: e.index)
+            table = Table(
+                title=f"access log of {node.config.node.name}: newest entries (auditor's search)"
+            )
             for col in ("#", "action", "outcome", "reason", "caller", "trace"):
                 table.add_column(col)
-            for e in page.events:
+            for e in events:
                 caller = f"{e.role} {e.subject}".strip() or "(anonymous)"
                 outcome = pb.Outcome.Name(e.outcome).removeprefix("OUTCOME_").lower()
                 table.add_row(str(e.index), e.action, outcome, e.reason, caller, e.trace_id)
@@ -43,7 +48,7 @@ def chapter(ctx: DemoContext) -> None:
             out.print(signed.note.rstrip(), markup=False, highlight=False, soft_wrap=True)
             reply = stub.GetCheckpoint(pb.GetCheckpointRequest(), metadata=auditor)
             checkpoint = Checkpoint.parse(reply.checkpoint.split("\n\n")[0] + "\n")
-            last = page.events[-1].index
+            last = events[-1].index
             proof = stub.GetInclusionProof(
                 pb.GetInclusionProofRequest(index=last, tree_size=checkpoint.size),
                 metadata=auditor,
@@ -64,7 +69,7 @@ def chapter(ctx: DemoContext) -> None:
         )
 
         # An operator rewrites who was refused: the named caller of one entry.
-        victim = max(e.index for e in page.events if e.subject)
+        victim = max(e.index for e in events if e.subject)
         path = node.config.database.url.removeprefix("sqlite:///")
         tamper = "UPDATE audit_event SET subject = 'nobody' WHERE idx = ?"
         out.print(f"tampering directly in the database: {tamper} -- idx = {victim}")
