@@ -32,7 +32,6 @@ import random
 import statistics
 import tempfile
 import time
-import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime, timedelta
@@ -48,7 +47,7 @@ from sqlalchemy.engine import make_url
 from stdnum.cn import uscc as stdnum_uscc
 
 from bench.load import LoadStats, median_stats, run_load
-from bench.procs import bare_echo_server, zhida_node
+from bench.procs import bare_echo_server, pg_database, zhida_node
 from licence_vault.deployment_signer import DeploymentPdf, DeploymentSigner, open_deployment
 from licence_vault.identifier import LicenceId
 from licence_vault.model import IssueRequest
@@ -75,7 +74,6 @@ LOOKUPS = 2000
 ISSUE_BATCH = 1000
 ISSUE_TOTAL = 5000
 PDF_ISSUES = 40
-DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 FETCH_TARGET = 0.5
 LOOKUP_TARGET_MS = 5.0
@@ -199,33 +197,6 @@ def _fetch_vs_echo() -> dict[str, Any]:
 # -- 2. look-up by holder at a million -------------------------------------------------
 
 
-def _libpq(url: str) -> str:
-    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
-
-
-@contextlib.contextmanager
-def _pg_database() -> Iterator[str | None]:
-    server = (
-        os.environ.get("ZHIDA_BENCH_PG_URL") or os.environ.get("ZHIDA_TEST_PG_URL") or DEFAULT_PG
-    )
-    name = f"zhida_bench_{uuid.uuid4().hex[:8]}"
-    try:
-        with psycopg.connect(_libpq(server), autocommit=True, connect_timeout=3) as conn:
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    except psycopg.Error:
-        yield None
-        return
-    try:
-        yield make_url(server).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with psycopg.connect(_libpq(server), autocommit=True) as conn:
-            conn.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
-                (name,),
-            )
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
-
-
 _COLUMNS = (
     "licence_id", "lineage", "version", "type_code", "issuer_code", "holder_code", "status",
     "status_idx", "issued_at", "valid_from", "valid_until", "jws_digest", "pdf_digest",
@@ -271,7 +242,12 @@ def _load_sqlite(db: Database, count: int, holders: int) -> None:
 
 
 def _load_pg(url: str, count: int, holders: int) -> None:
-    with psycopg.connect(_libpq(url)) as conn, conn.cursor() as cur:
+    with (
+        psycopg.connect(
+            make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+        ) as conn,
+        conn.cursor() as cur,
+    ):
         columns = sql.SQL(", ").join(map(sql.Identifier, _COLUMNS))
         copy = sql.SQL("COPY licence ({}) FROM STDIN").format(columns)
         with cur.copy(copy) as out:
@@ -307,12 +283,9 @@ def _lookup(dialect: str) -> dict[str, Any]:
     with contextlib.ExitStack() as stack:
         if dialect == "sqlite":
             tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="zhida-bench-lv-"))
-            url: str | None = f"sqlite:///{tmp}/vault.db"
+            url = f"sqlite:///{tmp}/vault.db"
         else:
-            url = stack.enter_context(_pg_database())
-            if url is None:
-                return {"error": "no PostgreSQL server answered", "met": False}
-        assert url is not None
+            url = stack.enter_context(pg_database())
         upgrade(url)
         db = Database(url, pool_size=4)
         stack.callback(db.dispose)

@@ -28,7 +28,6 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
-import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date
@@ -37,6 +36,7 @@ from pathlib import Path
 from licence_vault.model import IssueRequest
 from licence_vault.types import TypeRegistry
 from zhida.errors import InvalidArgument, ZhidaError
+from zhida.files import atomic_write
 
 __all__ = ["CsvImport", "ImportSummary", "RowOutcome", "RowRequest"]
 
@@ -189,9 +189,8 @@ class CsvImport:
             "existing": summary.existing,
             "failed": summary.failed,
         }
-        tmp = self.state_path.with_name(self.state_path.name + ".tmp")
-        tmp.write_text(json.dumps(state, indent=2), encoding="utf-8")
-        os.replace(tmp, self.state_path)
+        # Durable before the next batch starts: a crash resumes from here, no duplicates.
+        atomic_write(self.state_path, json.dumps(state, indent=2).encode(), mode=0o644)
 
     def _report(self, outcomes: Sequence[RowOutcome], fresh: bool) -> None:
         new_file = fresh or not self.report_path.exists()

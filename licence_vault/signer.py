@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import fcntl
 import json
-import os
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -58,6 +57,7 @@ from signing.seal import Seal, SealPurpose, SealRegistry, SealRevocations, creat
 from signing.trust import ChainVerifier, TrustBundle
 from zhida.config import Config
 from zhida.errors import FailedPrecondition
+from zhida.files import atomic_write
 from zhida.regions import Level
 
 __all__ = [
@@ -242,7 +242,7 @@ def _write_ca(path: Path, ca: CertificateAuthority) -> None:
         "certificate": ca.certificate.public_bytes(serialization.Encoding.PEM).decode(),
         "key": key_pem.decode(),
     }
-    _atomic_write(path, json.dumps(doc, indent=2).encode())
+    atomic_write(path, json.dumps(doc, indent=2).encode())
 
 
 def _read_ca(path: Path) -> CertificateAuthority:
@@ -255,14 +255,6 @@ def _read_ca(path: Path) -> CertificateAuthority:
 
 def _issuer_key(key: Any) -> CertificateIssuerPrivateKeyTypes:
     return key  # type: ignore[no-any-return]
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(data)
-    os.replace(tmp, path)
 
 
 def open_dev_signer(
@@ -323,7 +315,7 @@ def open_dev_signer(
                     "certificate": cert.public_bytes(serialization.Encoding.PEM).decode(),
                     "seal": seal.to_json(),
                 }
-                _atomic_write(path, json.dumps(doc, ensure_ascii=False, indent=2).encode())
+                atomic_write(path, json.dumps(doc, ensure_ascii=False, indent=2).encode())
             doc = json.loads(path.read_text(encoding="utf-8"))
             cert = x509.load_pem_x509_certificate(doc["certificate"].encode())
             seal = Seal.from_json(doc["seal"])
