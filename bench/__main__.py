@@ -22,7 +22,7 @@ from rich.table import Table
 
 from bench.machine import describe
 
-BENCHMARKS = ("node_echo", "audit_log", "signing", "catalog", "licence_vault")
+BENCHMARKS = ("node_echo", "audit_log", "signing", "catalog", "licence_vault", "exchange")
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
 

@@ -8,7 +8,10 @@ leave with ``origin_region`` = the node's region and ``origin_sequence`` =
 their sequence; changes it imported keep their origin, so a province can pass
 a county's changes on to the national node unchanged.
 
-:meth:`Federation.import_from_child` takes a page from a node one level down.
+:meth:`Federation.import_from_child` takes a page from a node one level down;
+:meth:`Federation.import_from_parent` takes a page of the parent's feed and
+keeps the resources of the regions above this node (upper levels, visible
+downward), so a search at a county finds national resources.
 It accepts only resources whose region (and origin) lie inside the child's
 region, never lets a child overwrite a resource owned outside its region,
 validates every resource, ignores replays (idempotent by origin region and
@@ -21,6 +24,8 @@ Example::
     changes, cursor = city.export_changes(0, limit=100)
     report = province.import_from_child(city_node_principal, "420100", changes)
     assert report.refused == 0
+    down, _ = province.export_changes(0)
+    city.import_from_parent(down)        # the province's own resources reach the city
 """
 
 from __future__ import annotations
@@ -118,10 +123,32 @@ class Federation:
     ) -> ImportReport:
         """Apply a child's exported changes; see the module docstring for the rules."""
         self._check_child(principal, child_region)
-        results = [
-            self._import_one(child_region, c) for c in sorted(changes, key=lambda c: c.sequence)
-        ]
-        return ImportReport(tuple(results))
+
+        def below(code: str) -> bool:
+            return region_within(code, child_region)
+
+        ordered = sorted(changes, key=lambda c: c.sequence)
+        return ImportReport(tuple(self._import_one(below, child_region, c) for c in ordered))
+
+    def import_from_parent(self, changes: Iterable[Change]) -> ImportReport:
+        """Apply changes pulled from the parent node's feed: upper-level resources,
+        visible downward (数据直达基层).
+
+        Only resources of a region strictly above this node's — the national,
+        province and city resources on its way to the root — are taken, with the
+        same checks as :meth:`import_from_child` (valid, idempotent, never stale,
+        never over a resource owned by this node's region or below). The rest of
+        the parent's feed (this node's own changes coming back, a sibling's) is
+        REFUSED ``OUT_OF_REGION`` / ``ORIGIN_OUT_OF_REGION`` without a write. The
+        caller is this node's own sync task, which reached the parent over mTLS.
+        """
+        mine = region_of(self.node_region)
+
+        def above(code: str) -> bool:
+            return code != self.node_region and region_of(code).contains(mine)
+
+        ordered = sorted(changes, key=lambda c: c.sequence)
+        return ImportReport(tuple(self._import_one(above, "", c) for c in ordered))
 
     def _check_child(self, principal: Principal, child_region: str) -> None:
         problems = region_violations(child_region, "child_region")
@@ -143,18 +170,21 @@ class Federation:
                 metadata={"child_region": child_region},
             )
 
-    def _import_one(self, child_region: str, change: Change) -> ImportResult:
-        origin = change.origin_region or child_region
+    def _import_one(
+        self, accepts: Callable[[str], bool], sender_region: str, change: Change
+    ) -> ImportResult:
+        """Import one change whose origin and region ``accepts`` (valid region codes)."""
+        origin = change.origin_region or sender_region
         origin_seq = change.sequence if change.origin_sequence is None else change.origin_sequence
         resource = change.resource
 
         def result(outcome: ImportOutcome, reason: str = "") -> ImportResult:
             return ImportResult(origin, origin_seq, resource.key, outcome, reason)
 
-        if region_violations(origin, "origin_region") or not region_within(origin, child_region):
+        if region_violations(origin, "origin_region") or not accepts(origin):
             return result(ImportOutcome.REFUSED, "ORIGIN_OUT_OF_REGION")
-        if region_violations(resource.region_code, "region_code") or not region_within(
-            resource.region_code, child_region
+        if region_violations(resource.region_code, "region_code") or not accepts(
+            resource.region_code
         ):
             return result(ImportOutcome.REFUSED, "OUT_OF_REGION")
         if validate_spec(resource.spec) or resource.version < 1:
@@ -163,7 +193,7 @@ class Federation:
             return result(ImportOutcome.REPLAYED)
         current = self._repo.get_resource(resource.key)
         if current is not None:
-            if not region_within(current.region_code, child_region):
+            if not accepts(current.region_code):
                 return result(ImportOutcome.REFUSED, "CODE_OWNED_ELSEWHERE")
             if current.version >= resource.version:
                 return result(ImportOutcome.STALE)

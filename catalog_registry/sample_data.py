@@ -113,7 +113,7 @@ def sample_resources() -> tuple[ResourceSpec, ...]:
                 if cycle is UpdateCycle.REALTIME
                 else ResourceFormat.DATABASE,
                 update_cycle=cycle,
-                delivery_service="" if share is N else "zhida.exchange.v1.DataService/Query",
+                delivery_service="" if share is N else "hosted",  # the node's hosted provider
             )
         )
     return tuple(out)

@@ -52,7 +52,9 @@ class CatalogService(pb_grpc.CatalogServiceServicer):
     def __init__(self, runtime: NodeRuntime) -> None:
         self._runtime = runtime
         node = runtime.config.node
-        self.live = LiveCatalog(SqlCatalogRepository(runtime.database), node.region_code)
+        # keyword searches ranked in memory (built on the first one), rows read from SQL
+        repo = SqlCatalogRepository(runtime.database, search_index=True)
+        self.live = LiveCatalog(repo, node.region_code)
         self._title = f"{node.name} 政务信息资源目录"
 
     async def _run(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:

@@ -133,3 +133,32 @@ def conditions(shape: FilterShape) -> list[ColumnElement[bool]]:
     """Every filter of ``shape`` on ``catalog_resource``."""
     status = [] if shape.rare_status else [R.c.status.in_(bindparam("statuses", expanding=True))]
     return [*status, *narrowing(shape)]
+
+
+class Keyset:
+    """Which gram counts a keyword page may still hold, given the page token's sort key.
+
+    Counts up to ``lt`` entirely, and count ``eq`` only after code key ``key``; ``m`` is
+    how many query grams occur at all, ``n`` how many the query has (score
+    ``1000 * count // n``: distinct per count while ``n <= 1000``).
+    """
+
+    def __init__(self, query: ResourceQuery, m: int, n: int) -> None:
+        self.eq: int | None = None
+        self.key = 0
+        self.lt = m
+        after = query.after
+        if after is not None:
+            self.key = after_key(after.code)
+            self.lt = max((c for c in range(1, m + 1) if 1000 * c // n < after.score), default=0)
+            self.eq = next((c for c in range(1, m + 1) if 1000 * c // n == after.score), None)
+
+    @property
+    def top(self) -> int:
+        return max(self.lt, self.eq or 0)
+
+    def values(self, lo: int, hi: int) -> dict[str, int]:
+        """Counts within [lo, hi] allowed: ``lo <= c <= hi`` or ``c == eq`` after ``after``
+        (``eq`` -1 when it is not within the range)."""
+        eq = self.eq if self.eq is not None and lo <= self.eq <= hi else -1
+        return {"lo": lo, "hi": min(hi, self.lt), "eq": eq, "after": self.key}

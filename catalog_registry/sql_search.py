@@ -28,8 +28,8 @@ frequencies come from ``catalog_gram``, kept in the writing transaction.
 
 Example::
 
-    with database.session() as session:
-        rows = search_keys(session, ResourceQuery(grams=("营业", "执照"), limit=21))
+    with database.read() as conn:
+        rows = search_keys(conn, ResourceQuery(grams=("营业", "执照"), limit=21))
         # [(1000, 1010010001000001), ...]  (score, code key)
 """
 
@@ -40,6 +40,7 @@ from typing import Any, cast
 
 from sqlalchemy import (
     ColumnElement,
+    Connection,
     Integer,
     Select,
     Table,
@@ -50,12 +51,12 @@ from sqlalchemy import (
     or_,
     select,
 )
-from sqlalchemy.orm import Session
 
 from catalog_registry.models import GramRow, PostingRow
 from catalog_registry.repository import ResourceQuery
 from catalog_registry.sql_filters import (
     FilterShape,
+    Keyset,
     R,
     after_key,
     conditions,
@@ -80,7 +81,7 @@ Row = tuple[int, int]  # (score, code key)
 _LIM = bindparam("lim", type_=Integer)
 
 
-def search_keys(session: Session, query: ResourceQuery) -> list[Row]:
+def search_keys(session: Connection, query: ResourceQuery) -> list[Row]:
     """One page of (score, code key), in result order."""
     if query.limit <= 0:
         return []
@@ -98,7 +99,7 @@ def search_keys(session: Session, query: ResourceQuery) -> list[Row]:
         return []
     if n > _MAX_LEVELLED_GRAMS:
         return _grouped(session, query, shape, values, present, n)
-    keyset = _Keyset(query, len(present), n)
+    keyset = Keyset(query, len(present), n)
     # A filter leaving at most FILTER_FIRST_CAP resources: score just those, counting each
     # gram the cheaper way, through its postings (rarer than the rows) or by probing rows.
     for i in range(_narrowing_count(shape)):
@@ -112,29 +113,6 @@ def search_keys(session: Session, query: ResourceQuery) -> list[Row]:
     return _levelled(session, shape, values, present, [df[g] for g in present], n, keyset)
 
 
-class _Keyset:
-    """Which counts a page may still hold: all counts <= ``lt``, and ``eq`` after ``key``."""
-
-    def __init__(self, query: ResourceQuery, m: int, n: int) -> None:
-        self.eq: int | None = None
-        self.key = 0
-        self.lt = m
-        after = query.after
-        if after is not None:
-            self.key = after_key(after.code)
-            self.lt = max((c for c in range(1, m + 1) if 1000 * c // n < after.score), default=0)
-            self.eq = next((c for c in range(1, m + 1) if 1000 * c // n == after.score), None)
-
-    @property
-    def top(self) -> int:
-        return max(self.lt, self.eq or 0)
-
-    def values(self, lo: int, hi: int) -> dict[str, int]:
-        """Parameters of :func:`_allows` for counts within [lo, hi]."""
-        eq = self.eq if self.eq is not None and lo <= self.eq <= hi else -1
-        return {"lo": lo, "hi": min(hi, self.lt), "eq": eq, "after": self.key}
-
-
 def _allows(hits: Any, key: Any) -> ColumnElement[bool]:
     """SQL: ``lo <= hits <= hi``, or ``hits = eq`` after the page token's code."""
     upper = or_(hits <= bindparam("hi"), and_(hits == bindparam("eq"), key > bindparam("after")))
@@ -142,7 +120,7 @@ def _allows(hits: Any, key: Any) -> ColumnElement[bool]:
 
 
 def _filter_only(
-    session: Session, query: ResourceQuery, shape: FilterShape, values: dict[str, Any]
+    session: Connection, query: ResourceQuery, shape: FilterShape, values: dict[str, Any]
 ) -> list[Row]:
     after = query.after
     if after is not None and after.score < 0:
@@ -153,7 +131,7 @@ def _filter_only(
         values["floor"] = after_key(after.code)
     # SQLite has no histograms: it would serve "half the province" from the region index
     # and sort 50,000 rows. When no filter is selective, walk the table in code order.
-    scan = session.get_bind().dialect.name == "sqlite" and not any(
+    scan = session.dialect.name == "sqlite" and not any(
         session.scalar(_count_stmt(shape, i), {**values, "cap": FILTER_ONLY_CAP}) < FILTER_ONLY_CAP
         for i in range(_narrowing_count(shape))
     )
@@ -161,13 +139,13 @@ def _filter_only(
 
 
 def _levelled(
-    session: Session,
+    session: Connection,
     shape: FilterShape,
     values: dict[str, Any],
     present: list[str],
     dfs: list[int],
     n: int,
-    keyset: _Keyset,
+    keyset: Keyset,
 ) -> list[Row]:
     m, limit = len(present), values["lim"]
     out: list[Row] = []
@@ -200,7 +178,7 @@ def _levelled(
         common = present[p:]
         params = {**values, **keyset.values(lo, hi), "lim": limit - len(out)}
         params.update(rare=present[:p], common=common, n_common=len(common))
-        set_based = session.get_bind().dialect.name == "postgresql"
+        set_based = session.dialect.name == "postgresql"
         rows = session.execute(_band_stmt(shape, bool(common), set_based), params).all()
         out += [(1000 * count // n, key) for key, count in rows]
         hi = lo - 1
@@ -359,7 +337,7 @@ def _ranked(scored: Any) -> Select[Any]:
 
 
 def _grouped(
-    session: Session,
+    session: Connection,
     query: ResourceQuery,
     shape: FilterShape,
     values: dict[str, Any],

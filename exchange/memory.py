@@ -1,7 +1,8 @@
 """In-memory :class:`~exchange.repository.ExchangeRepository` (tests, demo, one process).
 
 A lock makes every method atomic, which is what the contract asks of a
-transaction.
+transaction. Each grant write bumps a version counter and stamps the grants
+it wrote with it, as the SQL store's ``exchange_feed`` row does.
 
 Example::
 
@@ -27,6 +28,8 @@ class InMemoryExchangeRepository:
         self._lock = threading.Lock()
         self._requests: dict[str, ShareRequest] = {}
         self._grants: dict[str, Grant] = {}
+        self._version = 0
+        self._written: dict[str, int] = {}  # grant id -> version of its last write
 
     def insert_request(self, request: ShareRequest, grants: Sequence[Grant] = ()) -> None:
         with self._lock:
@@ -37,8 +40,16 @@ class InMemoryExchangeRepository:
                     metadata={"request_id": request.id},
                 )
             self._requests[request.id] = request
-            for grant in grants:
-                self._grants[grant.id] = grant
+            self._put_grants(grants)
+
+    def _put_grants(self, grants: Sequence[Grant]) -> None:
+        """Store ``grants`` as one write (lock held)."""
+        if not grants:
+            return
+        self._version += 1
+        for grant in grants:
+            self._grants[grant.id] = grant
+            self._written[grant.id] = self._version
 
     def get_request(self, request_id: str) -> ShareRequest | None:
         return self._requests.get(request_id)
@@ -65,8 +76,7 @@ class InMemoryExchangeRepository:
                     metadata={"request_id": request.id},
                 )
             self._requests[request.id] = request
-            for grant in grants:
-                self._grants[grant.id] = grant
+            self._put_grants(grants)
 
     def pending_requests(self, provider_org: str, limit: int = 100) -> list[ShareRequest]:
         with self._lock:
@@ -92,7 +102,7 @@ class InMemoryExchangeRepository:
                     reason="GRANT_EXISTS",
                     metadata={"grant_id": grant.id},
                 )
-            self._grants[grant.id] = grant
+            self._put_grants([grant])
 
     def get_grant(self, grant_id: str) -> Grant | None:
         return self._grants.get(grant_id)
@@ -112,9 +122,26 @@ class InMemoryExchangeRepository:
                     reason="GRANT_CHANGED",
                     metadata={"grant_id": grant.id},
                 )
-            self._grants[grant.id] = grant
+            self._put_grants([grant])
 
     def iter_grants(self, state: GrantState | None = None) -> Iterator[Grant]:
         with self._lock:
             grants = list(self._grants.values())
         return iter([g for g in grants if state is None or g.state is state])
+
+    def grants_of(self, org: str, *, as_provider: bool = False) -> list[Grant]:
+        with self._lock:
+            grants = list(self._grants.values())
+        if as_provider:
+            return [g for g in grants if g.provider_org == org]
+        return [g for g in grants if g.requester_org == org]
+
+    def grant_version(self) -> int:
+        return self._version
+
+    def grants_changed_since(self, version: int) -> tuple[list[Grant], int]:
+        with self._lock:
+            order = {gid: n for n, gid in enumerate(self._grants)}
+            changed = [(v, order[gid], gid) for gid, v in self._written.items() if v > version]
+            changed.sort()
+            return [self._grants[gid] for _, _, gid in changed], max(version, self._version)

@@ -2,8 +2,9 @@
 
 The domain decides (validation, authorisation, state machines); a repository
 only stores and answers queries. :class:`exchange.memory.InMemoryExchangeRepository`
-implements it for tests, the demo and single-process nodes; the SQL store (next
-step) must pass the same contract tests (``tests/unit/exchange/test_repository_contract.py``).
+implements it for tests and the demo; :class:`exchange.sql.SqlExchangeRepository`
+(SQLite, PostgreSQL) is the node's. Both pass the same contract tests
+(``tests/unit/exchange/test_repository_contract.py``).
 
 Contract a store must keep:
 
@@ -18,6 +19,14 @@ Contract a store must keep:
   reason ``GRANT_CHANGED``); ``NotFound`` when the id is unknown.
 * ``pending_requests`` returns SUBMITTED requests of a provider ordered by
   ``(submitted_at, id)`` ascending (oldest first).
+* Every write of grants (``insert_grant``, ``save_grant``, and the grants of
+  ``insert_request`` / ``save_request``) moves ``grant_version()`` forward, in
+  the same transaction; a write that fails moves nothing.
+  ``grants_changed_since(v)`` returns each grant written after version ``v``
+  once, in its latest state, ordered by write (then creation), and the
+  version that brings the reader up to date. Other processes over the same
+  database use it to keep their grant index fresh
+  (:class:`exchange.grant_sync.SyncedGrantIndex`).
 
 Example::
 
@@ -73,4 +82,16 @@ class ExchangeRepository(Protocol):
 
     def iter_grants(self, state: GrantState | None = None) -> Iterator[Grant]:
         """Stored grants (optionally only those whose stored state is ``state``), by creation."""
+        ...
+
+    def grants_of(self, org: str, *, as_provider: bool = False) -> list[Grant]:
+        """Grants held by ``org`` (or, ``as_provider``, given by it), by creation."""
+        ...
+
+    def grant_version(self) -> int:
+        """The current grant version: 0 before any grant write, then growing with each."""
+        ...
+
+    def grants_changed_since(self, version: int) -> tuple[list[Grant], int]:
+        """Grants written after ``version`` (latest state, in write order) and the new version."""
         ...

@@ -20,6 +20,7 @@ import enum
 
 from stdnum.cn import ric, uscc
 
+from licence_vault.codes import is_compact_uscc
 from zhida.errors import FieldViolation, InvalidArgument
 
 __all__ = ["HolderCodeType", "detect_code_type", "validate_holder", "validate_uscc_code"]
@@ -58,6 +59,8 @@ def validate_holder(code: str, code_type: HolderCodeType, *, field: str = "holde
         except Exception as exc:  # stdnum's ValidationError subclasses
             problem = f"is not a valid resident ID number (GB 11643): {exc}"
             raise _invalid(field, code, problem) from None
+    if is_compact_uscc(compact):  # the common case, without stdnum's generic code
+        return compact
     try:
         return str(uscc.validate(compact))
     except Exception as exc:
@@ -67,6 +70,8 @@ def validate_holder(code: str, code_type: HolderCodeType, *, field: str = "holde
 
 def validate_uscc_code(code: str, *, field: str, reason: str = "INVALID_USCC") -> str:
     """A valid compact USCC or InvalidArgument naming ``field``."""
+    if isinstance(code, str) and is_compact_uscc(code.strip().upper()):
+        return code.strip().upper()
     try:
         return str(uscc.validate(code.strip().upper()))
     except Exception as exc:
@@ -82,6 +87,6 @@ def detect_code_type(code: str) -> HolderCodeType:
     compact = code.strip().upper()
     if ric.is_valid(compact):  # a birth date inside: a USCC practically never passes
         return HolderCodeType.RESIDENT_ID
-    if uscc.is_valid(compact):
+    if is_compact_uscc(compact) or uscc.is_valid(compact):
         return HolderCodeType.USCC
     return HolderCodeType.RESIDENT_ID  # validation will then say why it is wrong

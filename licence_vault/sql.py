@@ -2,14 +2,25 @@
 
 Implements :class:`licence_vault.store.LicenceStore` over the tables of
 :mod:`licence_vault.models` with SQLAlchemy Core statements (the hot paths —
-holder look-up, batch insert — avoid the ORM's per-object overhead). Counters
-are bumped with ``INSERT … ON CONFLICT DO UPDATE … RETURNING`` on both
-dialects, so concurrent reservations never hand out the same range.
+holder look-up, fetch, batch insert — avoid the ORM's per-object overhead).
+Counters are bumped with ``INSERT … ON CONFLICT DO UPDATE … RETURNING`` on
+both dialects, so concurrent reservations never hand out the same range.
+
+Durability: a write that answers "done" (issue, amend, status change,
+consent) waits for the disk before it returns — SQLite commits it with
+``synchronous=FULL`` (the node default ``NORMAL`` syncs only at checkpoints)
+and PostgreSQL with ``synchronous_commit = on``. Use records go through a
+:class:`~licence_vault.journal.UseJournal`: one transaction per batch of
+concurrent fetches, made durable by itself or by the companion commit (the
+node's audit log on the same database) that follows it.
+
+A licence's JWS is stored with its issue event, in the transaction that
+inserts the licence (see :mod:`licence_vault.sql_rows`); the fetch reads it
+in the same snapshot as the licence.
 
 Example::
 
     from zhida.db import Database
-from zhida.db.engine import translated_errors
 
     store = SqlLicenceStore(Database("sqlite:///.zhida/zhida.db"))
     for licence in store.by_holder("91420102MA4KXY128F"):
@@ -18,20 +29,29 @@ from zhida.db.engine import translated_errors
 
 from __future__ import annotations
 
-import json
-import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
-from datetime import date, datetime
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager, suppress
+from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, Table, and_, bindparam, func, insert, select, update
+from sqlalchemy import (
+    CursorResult,
+    Table,
+    and_,
+    bindparam,
+    func,
+    insert,
+    or_,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError as SqlIntegrityError
 
-from licence_vault.holder import HolderCodeType
-from licence_vault.model import Consent, FetchBasis, Licence, LicenceEvent, LicenceStatus, UseRecord
+from licence_vault.journal import Companion, UseJournal
+from licence_vault.model import Consent, Licence, LicenceEvent, LicenceStatus, UseRecord
 from licence_vault.models import (
     LicenceConsentRow,
     LicenceCounterRow,
@@ -40,7 +60,29 @@ from licence_vault.models import (
     LicenceRow,
     LicenceUseRow,
 )
-from licence_vault.store import IssuedItem, RequestIdsTaken, Reservation, StatusListState
+from licence_vault.sql_fast import DriverPaths
+from licence_vault.sql_rows import (
+    EVENT_ROW,
+    ISSUE,
+    LICENCE_ROW,
+    REQUEST_ROW,
+    consent_from_row,
+    event_record,
+    event_values,
+    licence_from_row,
+    licence_row_values,
+    snapshots_from_rows,
+    stored_document,
+    use_from_row,
+)
+from licence_vault.store import (
+    FetchQuery,
+    FetchSnapshot,
+    IssuedItem,
+    RequestIdsTaken,
+    Reservation,
+    StatusListState,
+)
 from zhida.db import Database
 from zhida.db.engine import translated_errors
 from zhida.errors import FailedPrecondition, NotFound
@@ -69,7 +111,6 @@ _ALL_OF_HOLDER = _OF_HOLDER
 _CURRENT_OF_HOLDER = _OF_HOLDER.where(_NOT_SUPERSEDED)
 _ALL_OF_HOLDER_TYPES = _OF_HOLDER.where(_OF_TYPES)
 _CURRENT_OF_HOLDER_TYPES = _OF_HOLDER.where(_OF_TYPES, _NOT_SUPERSEDED)
-_CONSENT_BY_ID = select(_CONSENT).where(_CONSENT.c.consent_id == bindparam("consent_id"))
 
 
 def _serial_counter(type_code: str, issuer_code: str) -> str:
@@ -84,184 +125,57 @@ def _version_counter(issuer_code: str) -> str:
     return f"listver/{issuer_code}"
 
 
-def licence_row_values(licence: Licence) -> dict[str, Any]:
-    """The ``licence`` table row of ``licence`` (also used by the bulk loader of the bench)."""
-    return {
-        "licence_id": licence.licence_id,
-        "lineage": licence.lineage,
-        "version": licence.version,
-        "type_code": licence.type_code,
-        "issuer_code": licence.issuer_code,
-        "holder_code": licence.holder_code,
-        "status": licence.status.value,
-        "status_idx": licence.status_idx,
-        "issued_at": licence.issued_at,
-        "valid_from": licence.valid_from,
-        "valid_until": licence.valid_until,
-        "jws_digest": licence.jws_digest,
-        "pdf_digest": licence.pdf_digest,
-        "status_reason": licence.status_reason,
-        "status_changed_at": licence.status_changed_at,
-        "payload": json.dumps(licence.payload, ensure_ascii=False, sort_keys=True),
-    }
-
-
-def _licence(row: Any) -> Licence:
-    payload: dict[str, Any] = json.loads(row.payload)
-    # identifiers in the table were checked when written: read the serial, skip the re-check
-    serial = int(row.licence_id.rsplit(".", 3)[1])
-    status_ref = payload.get("status", {}).get("status_list", {})
-    return Licence(
-        licence_id=row.licence_id,
-        type_code=row.type_code,
-        type_name=str(payload.get("证照类型名称", "")),
-        issuer_code=row.issuer_code,
-        issuer_name=str(payload.get("颁发机构", "")),
-        serial=serial,
-        version=row.version,
-        holder_code=row.holder_code,
-        holder_code_type=HolderCodeType(payload.get("持证主体代码类型", "111")),
-        holder_name=str(payload.get("持证主体", "")),
-        status=LicenceStatus(row.status),
-        status_idx=row.status_idx,
-        status_uri=str(status_ref.get("uri", "")),
-        issued_at=row.issued_at,
-        valid_from=_as_date(row.valid_from),
-        valid_until=_as_date(row.valid_until) if row.valid_until is not None else None,
-        jws_digest=row.jws_digest,
-        pdf_digest=row.pdf_digest,
-        payload=payload,
-        status_reason=row.status_reason or "",
-        status_changed_at=row.status_changed_at,
-    )
-
-
 def _rowcount(result: Any) -> int:
     return int(cast(CursorResult[Any], result).rowcount)
-
-
-def _as_date(value: date | datetime | str) -> date:
-    if isinstance(value, datetime):
-        return value.date()
-    if isinstance(value, date):
-        return value
-    return date.fromisoformat(value)
-
-
-def _event_values(event: LicenceEvent) -> dict[str, Any]:
-    return {
-        "lineage": event.lineage,
-        "licence_id": event.licence_id,
-        "action": event.action,
-        "at": event.at,
-        "actor_org": event.actor_org,
-        "actor_subject": event.actor_subject[:256],
-        "reason": event.reason,
-        "record": event.record,
-        "new_licence_id": event.new_licence_id,
-    }
-
-
-def _consent(row: Any) -> Consent:
-    return Consent(
-        consent_id=row.consent_id,
-        holder_code=row.holder_code,
-        organisation=row.organisation,
-        type_codes=tuple(t for t in row.type_codes.split(",") if t),
-        matter_code=row.matter_code,
-        valid_until=row.valid_until,
-        created_at=row.created_at,
-        withdrawn_at=row.withdrawn_at,
-        withdraw_reason=row.withdraw_reason or "",
-    )
-
-
-def _use(r: Any) -> UseRecord:
-    return UseRecord(
-        annotation_id=r.annotation_id,
-        licence_id=r.licence_id,
-        holder_code=r.holder_code,
-        requester_org=r.requester_org,
-        requester_subject=r.requester_subject,
-        matter_code=r.matter_code,
-        matter_name=r.matter_name,
-        basis=FetchBasis(r.basis),
-        consent_id=r.consent_id or "",
-        legal_basis=r.legal_basis or "",
-        used_at=r.used_at,
-        use_until=r.use_until,
-        watermark=r.watermark,
-        status_at_use=LicenceStatus(r.status_at_use),
-        pdf_digest=r.pdf_digest,
-    )
-
-
-class _Pending:
-    __slots__ = ("done", "error", "uses")
-
-    def __init__(self, uses: Sequence[UseRecord]) -> None:
-        self.uses = uses
-        self.done = False
-        self.error: BaseException | None = None
-
-
-class _GroupWriter:
-    """Group commit for use records: concurrent callers share one transaction.
-
-    A caller queues its records; if no write is under way it takes every
-    queued record and writes them in one transaction, else it waits for the
-    writer, which either wrote its records too or left it to write the next
-    batch. Every caller returns only once its records are committed, and gets
-    the error if their transaction failed (then none of that batch is stored).
-    """
-
-    def __init__(self, write: Callable[[Sequence[UseRecord]], None]) -> None:
-        self._write = write
-        self._cond = threading.Condition()
-        self._queue: list[_Pending] = []
-        self._busy = False
-
-    def write(self, uses: Sequence[UseRecord]) -> None:
-        mine = _Pending(uses)
-        with self._cond:
-            self._queue.append(mine)
-            while self._busy and not mine.done:
-                self._cond.wait()
-            if not mine.done:
-                self._busy = True
-                batch, self._queue = self._queue, []
-        if not mine.done:
-            error: BaseException | None = None
-            try:
-                self._write([u for p in batch for u in p.uses])
-            except BaseException as exc:
-                error = exc
-            with self._cond:
-                for p in batch:
-                    p.done, p.error = True, error
-                self._busy = False
-                self._cond.notify_all()
-        if mine.error is not None:
-            raise mine.error
 
 
 class SqlLicenceStore:
     """:class:`~licence_vault.store.LicenceStore` on a :class:`~zhida.db.Database`."""
 
-    def __init__(self, database: Database) -> None:
+    def __init__(self, database: Database, *, companion: Companion | None = None) -> None:
+        """``companion``: see :class:`~licence_vault.journal.UseJournal`; it must commit
+        durably to ``database`` itself (the node passes its audit log's append)."""
         self.database = database
         self._dialect = database.dialect
-        self._use_writer = _GroupWriter(self.add_uses)
+        self._driver = DriverPaths(database)
+        self._journal: UseJournal[UseRecord] = UseJournal(self._write_uses, companion)
+
+    @property
+    def companion(self) -> Companion | None:
+        """The commit use records ride on (None: they are made durable on their own)."""
+        return self._journal.companion
 
     @contextmanager
-    def _tx(self) -> Iterator[Connection]:
+    def _tx(self, *, durable: bool | None = None) -> Iterator[Connection]:
         """One transaction on a pooled connection (Core only: no ORM session overhead).
 
         Commits when the block ends, rolls back on any exception; database
         failures surface as the zhida errors :class:`~zhida.db.Database` uses.
+        ``durable``: True waits for the disk at commit, False does not (a later
+        durable commit on the database covers it), None keeps the node default.
         """
-        with translated_errors(), self.database.engine.begin() as conn:
-            yield conn
+        if durable is None:
+            with translated_errors(), self.database.engine.begin() as conn:
+                yield conn
+            return
+        with translated_errors(), self.database.engine.connect() as conn:
+            sqlite_db = self._dialect == "sqlite"
+            if sqlite_db and durable:  # a PRAGMA outside any transaction
+                conn.connection.driver_connection.execute(  # type: ignore[union-attr]
+                    "PRAGMA synchronous=FULL"
+                )
+            try:
+                with conn.begin():
+                    if not sqlite_db:
+                        mode = "on" if durable else "off"
+                        conn.execute(text(f"SET LOCAL synchronous_commit = {mode}"))
+                    yield conn
+            finally:
+                if sqlite_db and durable and not conn.invalidated:
+                    with suppress(Exception):  # the pool's next user gets the node default
+                        conn.connection.driver_connection.execute(  # type: ignore[union-attr]
+                            "PRAGMA synchronous=NORMAL"
+                        )
 
     # -- counters ----------------------------------------------------------------------
 
@@ -307,26 +221,32 @@ class SqlLicenceStore:
         return found
 
     def insert_issued(self, items: Sequence[IssuedItem]) -> None:
-        if not items:
-            return
+        # One durable transaction of multi-row INSERTs on the driver: a batch of
+        # a thousand licences, with their JWS, is one statement per table chunk.
+        d = self._driver
+        requests, licences, events = [], [], []
+        for it in items:
+            lic = licence_row_values(it.licence)
+            lic["issued_at"] = d.bind_time(lic["issued_at"])
+            lic["status_changed_at"] = d.bind_time(lic["status_changed_at"])
+            lic["valid_from"] = d.bind_date(lic["valid_from"])
+            lic["valid_until"] = d.bind_date(lic["valid_until"])
+            ev = event_values(it.event, it.jws)
+            ev["at"] = d.bind_time(ev["at"])
+            requests.append(
+                (it.licence.issuer_code, it.request_id, it.licence.licence_id, it.request_hash)
+            )
+            licences.append(tuple(lic[c] for c in LICENCE_ROW))
+            events.append(tuple(ev[c] for c in EVENT_ROW))
         try:
-            with self._tx() as s:
-                for i in range(0, len(items), _INSERT_CHUNK):
-                    chunk = items[i : i + _INSERT_CHUNK]
-                    s.execute(
-                        insert(_R),
-                        [
-                            {
-                                "issuer_code": it.licence.issuer_code,
-                                "request_id": it.request_id,
-                                "licence_id": it.licence.licence_id,
-                                "request_hash": it.request_hash,
-                            }
-                            for it in chunk
-                        ],
-                    )
-                    s.execute(insert(_L), [licence_row_values(it.licence) for it in chunk])
-                    s.execute(insert(_E), [_event_values(it.event) for it in chunk])
+            d.insert(
+                [
+                    ("licence_request", REQUEST_ROW, requests),
+                    ("licence", LICENCE_ROW, licences),
+                    ("licence_event", EVENT_ROW, events),
+                ],
+                durable=True,
+            )
         except SqlIntegrityError:
             issuer = items[0].licence.issuer_code
             taken = self.find_requests(issuer, [it.request_id for it in items])
@@ -339,35 +259,52 @@ class SqlLicenceStore:
     def get(self, licence_id: str) -> Licence | None:
         with self._tx() as s:
             row = s.execute(select(*_LICENCE_COLUMNS).where(_L.c.licence_id == licence_id)).first()
-        return _licence(row) if row is not None else None
+        return licence_from_row(row) if row is not None else None
 
     def get_many(self, licence_ids: Sequence[str]) -> list[Licence]:
         with self._tx() as s:
             rows = s.execute(
                 select(*_LICENCE_COLUMNS).where(_L.c.licence_id.in_(list(licence_ids)))
             ).all()
-        by_id = {r.licence_id: _licence(r) for r in rows}
+        by_id = {r.licence_id: licence_from_row(r) for r in rows}
         return [by_id[i] for i in licence_ids if i in by_id]
+
+    def documents(self, licences: Sequence[Licence]) -> dict[str, str]:
+        if not licences:
+            return {}
+        stmt = select(_E.c.licence_id, _E.c.action, _E.c.record).where(
+            _E.c.action == ISSUE,
+            or_(
+                *(
+                    and_(_E.c.lineage == lic.lineage, _E.c.licence_id == lic.licence_id)
+                    for lic in licences
+                )
+            ),
+        )
+        with self._tx() as s:
+            rows = s.execute(stmt).all()
+        found = {r.licence_id: stored_document(r.action, r.record) for r in rows}
+        return {k: v for k, v in found.items() if v is not None}
 
     def find_pdf(self, digest: str) -> tuple[Licence, UseRecord | None] | None:
         with self._tx() as s:
             row = s.execute(select(*_LICENCE_COLUMNS).where(_L.c.pdf_digest == digest)).first()
             if row is not None:
-                return _licence(row), None
+                return licence_from_row(row), None
             use = s.execute(select(_U).where(_U.c.pdf_digest == digest)).first()
             if use is None:
                 return None
             row = s.execute(
                 select(*_LICENCE_COLUMNS).where(_L.c.licence_id == use.licence_id)
             ).first()
-        return (_licence(row), _use(use)) if row is not None else None
+        return (licence_from_row(row), use_from_row(use)) if row is not None else None
 
     def versions(self, lineage: str) -> list[Licence]:
         with self._tx() as s:
             rows = s.execute(
                 select(*_LICENCE_COLUMNS).where(_L.c.lineage == lineage).order_by(_L.c.version)
             ).all()
-        return [_licence(r) for r in rows]
+        return [licence_from_row(r) for r in rows]
 
     def by_holder(
         self, holder_code: str, type_codes: Sequence[str] = (), *, include_superseded: bool = False
@@ -379,7 +316,7 @@ class SqlLicenceStore:
             params["types"] = list(type_codes)
         with self._tx() as s:
             rows = s.execute(stmt, params).all()
-        licences = [_licence(r) for r in rows]
+        licences = [licence_from_row(r) for r in rows]
         licences.sort(key=lambda lic: (lic.issued_at, lic.licence_id), reverse=True)
         return licences
 
@@ -391,7 +328,7 @@ class SqlLicenceStore:
                 .order_by(_L.c.licence_id)
                 .limit(limit)
             ).all()
-        return [_licence(r) for r in rows]
+        return [licence_from_row(r) for r in rows]
 
     def history(self, lineage: str) -> list[LicenceEvent]:
         with self._tx() as s:
@@ -405,7 +342,7 @@ class SqlLicenceStore:
                 actor_org=r.actor_org,
                 actor_subject=r.actor_subject,
                 reason=r.reason or "",
-                record=r.record or "",
+                record=event_record(r.action, r.record),
                 new_licence_id=r.new_licence_id or "",
             )
             for r in rows
@@ -423,7 +360,7 @@ class SqlLicenceStore:
         reason: str,
         at: datetime,
     ) -> Licence:
-        with self._tx() as s:
+        with self._tx(durable=True) as s:
             result = s.execute(
                 update(_L)
                 .where(_L.c.licence_id == licence_id, _L.c.status == expected.value)
@@ -434,16 +371,18 @@ class SqlLicenceStore:
                     f"licence {licence_id} is no longer {expected.value}",
                     reason="STATUS_CHANGED",
                 )
-            s.execute(insert(_E), [_event_values(event)])
+            s.execute(insert(_E), [event_values(event)])
             issuer = s.execute(
                 select(_L.c.issuer_code).where(_L.c.licence_id == licence_id)
             ).scalar_one()
             self._bump(s, _version_counter(issuer), 1)
             row = s.execute(select(*_LICENCE_COLUMNS).where(_L.c.licence_id == licence_id)).one()
-        return _licence(row)
+        return licence_from_row(row)
 
-    def amend(self, old: Licence, new: Licence, events: Sequence[LicenceEvent]) -> None:
-        with self._tx() as s:
+    def amend(
+        self, old: Licence, new: Licence, events: Sequence[LicenceEvent], jws: str = ""
+    ) -> None:
+        with self._tx(durable=True) as s:
             result = s.execute(
                 update(_L)
                 .where(_L.c.licence_id == old.licence_id, _L.c.status == old.status.value)
@@ -458,7 +397,15 @@ class SqlLicenceStore:
                     f"licence {old.licence_id} can no longer be amended", reason="STATUS_CHANGED"
                 )
             s.execute(insert(_L), [licence_row_values(new)])
-            s.execute(insert(_E), [_event_values(e) for e in events])
+            s.execute(
+                insert(_E),
+                [
+                    event_values(
+                        e, jws if (e.action, e.licence_id) == (ISSUE, new.licence_id) else ""
+                    )
+                    for e in events
+                ],
+            )
             self._bump(s, _version_counter(old.issuer_code), 1)
 
     # -- status lists ------------------------------------------------------------------------
@@ -491,7 +438,7 @@ class SqlLicenceStore:
     # -- consent and use -----------------------------------------------------------------------
 
     def add_consent(self, consent: Consent) -> None:
-        with self._tx() as s:
+        with self._tx(durable=True) as s:
             s.execute(
                 insert(_CONSENT),
                 [
@@ -512,10 +459,10 @@ class SqlLicenceStore:
     def get_consent(self, consent_id: str) -> Consent | None:
         with self._tx() as s:
             row = s.execute(select(_CONSENT).where(_CONSENT.c.consent_id == consent_id)).first()
-        return _consent(row) if row is not None else None
+        return consent_from_row(row) if row is not None else None
 
     def withdraw_consent(self, consent_id: str, at: datetime, reason: str) -> Consent:
-        with self._tx() as s:
+        with self._tx(durable=True) as s:
             s.execute(
                 update(_CONSENT)
                 .where(and_(_CONSENT.c.consent_id == consent_id, _CONSENT.c.withdrawn_at.is_(None)))
@@ -524,7 +471,7 @@ class SqlLicenceStore:
             row = s.execute(select(_CONSENT).where(_CONSENT.c.consent_id == consent_id)).first()
         if row is None:
             raise NotFound(f"no consent {consent_id}", reason="CONSENT_NOT_FOUND")
-        return _consent(row)
+        return consent_from_row(row)
 
     def consents_of(self, holder_code: str) -> list[Consent]:
         with self._tx() as s:
@@ -533,64 +480,27 @@ class SqlLicenceStore:
                 .where(_CONSENT.c.holder_code == holder_code)
                 .order_by(_CONSENT.c.created_at.desc())
             ).all()
-        return [_consent(r) for r in rows]
+        return [consent_from_row(r) for r in rows]
 
-    def fetch(
-        self,
-        consent_id: str,
-        holder_code: str,
-        type_codes: Sequence[str],
-        decide: Callable[[Consent | None, list[Licence]], Sequence[UseRecord]],
-    ) -> None:
-        # The reads are one read-only snapshot (on SQLite it neither waits for
-        # nor holds the write lock); the use records are then written, durably
-        # before this returns, in a transaction shared with concurrent fetches.
-        with self.database.read() as s:
-            consent = None
-            if consent_id:
-                row = s.execute(_CONSENT_BY_ID, {"consent_id": consent_id}).first()
-                consent = _consent(row) if row is not None else None
-            params = {"holder": holder_code, "types": list(type_codes)}
-            rows = s.execute(_CURRENT_OF_HOLDER_TYPES, params).all()
-        licences = sorted(
-            (_licence(r) for r in rows),
-            key=lambda lic: (lic.issued_at, lic.licence_id),
-            reverse=True,
-        )
-        uses = decide(consent, licences)
-        if uses:
-            self._use_writer.write(uses)
+    def snapshots(self, queries: Sequence[FetchQuery]) -> list[FetchSnapshot]:
+        # One read snapshot and two statements for the whole batch, on the driver.
+        consent_ids = sorted({q.consent_id for q in queries if q.consent_id})
+        holders = sorted({q.holder_code for q in queries})
+        types = sorted({t for q in queries for t in q.type_codes})
+        if not holders or not types:
+            return [FetchSnapshot(None, [], {}) for _q in queries]
+        consent_rows, rows = self._driver.snapshot(consent_ids, holders, types)
+        return snapshots_from_rows(queries, consent_rows, rows)
+
+    def record_uses(self, uses: Sequence[UseRecord], companions: Sequence[Any] = ()) -> None:
+        if uses or companions:
+            self._journal.write(uses, companions)
 
     def add_uses(self, uses: Sequence[UseRecord]) -> None:
-        with self._tx() as s:
-            self._insert_uses(s, uses)
+        self._driver.insert_uses(uses, durable=True)
 
-    @staticmethod
-    def _insert_uses(s: Connection, uses: Sequence[UseRecord]) -> None:
-        if uses:
-            s.execute(
-                insert(_U),
-                [
-                    {
-                        "annotation_id": u.annotation_id,
-                        "licence_id": u.licence_id,
-                        "holder_code": u.holder_code,
-                        "requester_org": u.requester_org,
-                        "requester_subject": u.requester_subject[:256],
-                        "matter_code": u.matter_code,
-                        "matter_name": u.matter_name,
-                        "basis": u.basis.value,
-                        "consent_id": u.consent_id,
-                        "legal_basis": u.legal_basis,
-                        "used_at": u.used_at,
-                        "use_until": u.use_until,
-                        "watermark": u.watermark,
-                        "status_at_use": u.status_at_use.value,
-                        "pdf_digest": u.pdf_digest,
-                    }
-                    for u in uses
-                ],
-            )
+    def _write_uses(self, uses: Sequence[UseRecord], durable: bool) -> None:
+        self._driver.insert_uses(uses, durable=durable)
 
     def uses_of(
         self, holder_code: str, *, before: int = 0, limit: int = 100
@@ -600,7 +510,7 @@ class SqlLicenceStore:
             stmt = stmt.where(_U.c.id < before)
         with self._tx() as s:
             rows = s.execute(stmt.order_by(_U.c.id.desc()).limit(limit)).all()
-        return [(int(r.id), _use(r)) for r in rows]
+        return [(int(r.id), use_from_row(r)) for r in rows]
 
     def count(self) -> int:
         """Number of licence versions stored (for reports and benchmarks)."""

@@ -4,29 +4,32 @@ Operations are coarse so that each is one transaction in the implementation
 (:mod:`licence_vault.sql` for SQLite and PostgreSQL): counters are reserved
 in their own short transaction (gaps are harmless: a serial or status index
 that was reserved but never used stays unused), then signed licences are
-inserted together with their request ids and history; a status change is a
-compare-and-set on the stored status, so two concurrent changes cannot both
-win.
+inserted together with their request ids, history and documents (a
+licence's JWS is stored with its issue event, not in the blob store; PDFs
+stay in the blob store); a status change is a compare-and-set on the stored
+status, so two concurrent changes cannot both win.
 
 Example::
 
     store = SqlLicenceStore(database)
     reservation = store.reserve(issuer, {type_code: 3})
     ...
-    store.insert_issued([IssuedItem(licence, request_id, request_hash, event)])
+    store.insert_issued([IssuedItem(licence, request_id, request_hash, event, jws)])
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from licence_vault.model import Consent, Licence, LicenceEvent, LicenceStatus, UseRecord
 from zhida.errors import AlreadyExists
 
 __all__ = [
+    "FetchQuery",
+    "FetchSnapshot",
     "IssuedItem",
     "LicenceStore",
     "RequestIdsTaken",
@@ -49,6 +52,25 @@ class IssuedItem:
     request_id: str
     request_hash: str
     event: LicenceEvent
+    jws: str = ""  # the licence JWS, stored with the issue event ("": in the blob store)
+
+
+@dataclass(frozen=True, slots=True)
+class FetchQuery:
+    """What one fetch reads: a consent (if an id is given) and the holder's licences."""
+
+    consent_id: str
+    holder_code: str
+    type_codes: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class FetchSnapshot:
+    """What the store holds for a :class:`FetchQuery`."""
+
+    consent: Consent | None
+    licences: list[Licence]  # current (not superseded) licences of the types, newest first
+    documents: Mapping[str, str]  # licence id -> stored JWS (unchecked; see documents())
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,7 +107,7 @@ class LicenceStore(Protocol):
         ...
 
     def insert_issued(self, items: Sequence[IssuedItem]) -> None:
-        """Insert licences, their request ids and issue events atomically.
+        """Insert licences, their request ids, issue events and JWS atomically and durably.
 
         RequestIdsTaken (nothing inserted) if a request id is already used.
         """
@@ -95,6 +117,11 @@ class LicenceStore(Protocol):
     def get(self, licence_id: str) -> Licence | None: ...
 
     def get_many(self, licence_ids: Sequence[str]) -> list[Licence]: ...
+
+    def documents(self, licences: Sequence[Licence]) -> dict[str, str]:
+        """licence id -> the stored JWS, unchecked; licences whose JWS is in the blob
+        store (issued before documents moved to the database) are absent."""
+        ...
 
     def find_pdf(self, digest: str) -> tuple[Licence, UseRecord | None] | None:
         """The licence whose original PDF, or annotated copy (then with its use), has ``digest``."""
@@ -139,8 +166,11 @@ class LicenceStore(Protocol):
         """
         ...
 
-    def amend(self, old: Licence, new: Licence, events: Sequence[LicenceEvent]) -> None:
-        """Mark ``old`` superseded (its status must still be ``old.status``), insert ``new``."""
+    def amend(
+        self, old: Licence, new: Licence, events: Sequence[LicenceEvent], jws: str = ""
+    ) -> None:
+        """Mark ``old`` superseded (its status must still be ``old.status``), insert ``new``
+        (with ``jws``, its document) and ``events``."""
         ...
 
     # -- status lists ----------------------------------------------------------------
@@ -165,19 +195,19 @@ class LicenceStore(Protocol):
 
     def consents_of(self, holder_code: str) -> list[Consent]: ...
 
-    def add_uses(self, uses: Sequence[UseRecord]) -> None: ...
+    def add_uses(self, uses: Sequence[UseRecord]) -> None:
+        """Write use records durably."""
+        ...
 
-    def fetch(
-        self,
-        consent_id: str,
-        holder_code: str,
-        type_codes: Sequence[str],
-        decide: Callable[[Consent | None, list[Licence]], Sequence[UseRecord]],
-    ) -> None:
-        """Read the consent (if an id is given) and the holder's current licences of
-        ``type_codes`` (one consistent snapshot), let ``decide`` check them and say what
-        was used, and write those use records durably before returning. Nothing is
-        written if ``decide`` raises."""
+    def snapshots(self, queries: Sequence[FetchQuery]) -> list[FetchSnapshot]:
+        """What each query reads, all from one consistent snapshot."""
+        ...
+
+    def record_uses(self, uses: Sequence[UseRecord], companions: Sequence[Any] = ()) -> None:
+        """Write use records; return once they are durable. ``companions`` (opaque:
+        the node's audit events) are made durable with them through the store's
+        companion commit (ValueError if it has none). Concurrent callers share
+        transactions (:class:`~licence_vault.journal.UseJournal`)."""
         ...
 
     def uses_of(

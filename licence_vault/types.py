@@ -28,6 +28,7 @@ Example::
 from __future__ import annotations
 
 import enum
+import functools
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -35,6 +36,7 @@ from datetime import date
 
 from stdnum.cn import ric, uscc
 
+from licence_vault.codes import is_compact_uscc
 from licence_vault.holder import HolderCodeType
 from licence_vault.identifier import validate_type_code
 from zhida.errors import FieldViolation, InvalidArgument
@@ -62,6 +64,14 @@ class FieldKind(enum.StrEnum):
     RESIDENT_ID = "resident_id"  # GB 11643
 
 
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+@functools.lru_cache(maxsize=256)
+def _compiled(pattern: str) -> re.Pattern[str]:
+    return re.compile(pattern)
+
+
 @dataclass(frozen=True, slots=True)
 class FieldSpec:
     """One field on a licence's face."""
@@ -85,7 +95,7 @@ class FieldSpec:
             return "must not be empty", text
         if len(text) > self.max_length:
             return f"is longer than {self.max_length} characters", text
-        if re.search(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]", text):
+        if _CONTROL.search(text):
             return "contains a control character", text
         kind = self.kind
         if kind is FieldKind.DATE:
@@ -102,14 +112,14 @@ class FieldSpec:
                 return f"must be one of {', '.join(self.choices)}", text
             return None, text
         if kind is FieldKind.USCC:
-            if not uscc.is_valid(text.upper()):
+            if not (is_compact_uscc(text.upper()) or uscc.is_valid(text.upper())):
                 return "must be a valid unified social credit code (GB 32100)", text
             return None, text.upper()
         if kind is FieldKind.RESIDENT_ID:
             if not ric.is_valid(text.upper()):
                 return "must be a valid resident ID number (GB 11643)", text
             return None, text.upper()
-        if self.pattern is not None and not re.fullmatch(self.pattern, text):
+        if self.pattern is not None and not _compiled(self.pattern).fullmatch(text):
             return f"does not have the expected form ({self.pattern})", text
         return None, text
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, date, datetime
 
+import orjson
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from licence_vault.holder import HolderCodeType
@@ -129,7 +130,7 @@ def licence_message(licence: Licence, status: LicenceStatus | None = None) -> pb
         issued_at=timestamp(licence.issued_at),
         valid_from=licence.valid_from.isoformat(),
         valid_until=licence.valid_until.isoformat() if licence.valid_until else "",
-        metadata_json=json.dumps(licence.payload, ensure_ascii=False, sort_keys=True),
+        metadata_json=orjson.dumps(licence.payload, option=orjson.OPT_SORT_KEYS).decode("utf-8"),
         jws_sha256=licence.jws_digest,
         pdf_sha256=licence.pdf_digest or "",
         status_list_index=licence.status_idx,

@@ -19,6 +19,8 @@ Example::
 from __future__ import annotations
 
 import abc
+import functools
+from collections.abc import Callable
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
@@ -79,6 +81,13 @@ class Algorithm(abc.ABC):
     def sign_digest(self, private_key: PrivateKeyTypes, digest: bytes) -> bytes:
         """Sign a :attr:`prehash` digest of the message (same signature as :meth:`sign`)."""
         raise NotImplementedError(f"{self.name} signs messages, not digests")
+
+    def digest_signer(self, private_key: PrivateKeyTypes) -> Callable[[bytes], bytes]:
+        """:meth:`sign_digest` with the key bound, its type checked once (for key stores
+        that sign many times with one key); NotImplementedError as :meth:`sign_digest`."""
+        if self.prehash is None:
+            raise NotImplementedError(f"{self.name} signs messages, not digests")
+        return functools.partial(self.sign_digest, private_key)
 
     def verify_digest(self, public_key: PublicKeyTypes, signature: bytes, digest: bytes) -> bool:
         """:meth:`verify` given the message's :attr:`prehash` digest."""
@@ -144,15 +153,39 @@ class _ES256(Algorithm):
     def sign_digest(self, private_key: PrivateKeyTypes, digest: bytes) -> bytes:
         return self._sign(private_key, digest, self._PREHASHED)
 
+    def digest_signer(self, private_key: PrivateKeyTypes) -> Callable[[bytes], bytes]:
+        key = self._ec_key(private_key)
+        sign, mode = key.sign, self._PREHASHED
+
+        def sign_digest(digest: bytes) -> bytes:
+            der = sign(digest, mode)
+            # _jose_from_der's case, inline: 30 L 02 Lr r 02 Ls s, lengths of one byte
+            r_len = der[3]
+            s_len = len(der) - r_len - 6
+            if (
+                0 < s_len <= 33
+                and r_len <= 33
+                and der[1] == len(der) - 2
+                and der[5 + r_len] == s_len
+            ):
+                r, s = der[4 : 4 + r_len][-32:], der[6 + r_len :][-32:]
+                return r.rjust(32, b"\0") + s.rjust(32, b"\0")
+            return _jose_from_der(der)
+
+        return sign_digest
+
     def _sign(self, private_key: PrivateKeyTypes, data: bytes, mode: ec.ECDSA) -> bytes:
+        return _jose_from_der(self._ec_key(private_key).sign(data, mode))
+
+    @staticmethod
+    def _ec_key(private_key: PrivateKeyTypes) -> ec.EllipticCurvePrivateKey:
         # an exact-type test first: isinstance against the ABC costs a sizeable
         # part of the JWS overhead
         if type(private_key) is not _EC_PRIVATE and not isinstance(
             private_key, ec.EllipticCurvePrivateKey
         ):
             raise InvalidArgument("ES256 needs an EC P-256 key", reason="KEY_TYPE_MISMATCH")
-        r, s = decode_dss_signature(private_key.sign(data, mode))
-        return r.to_bytes(self._SIZE, "big") + s.to_bytes(self._SIZE, "big")
+        return private_key
 
     def verify(self, public_key: PublicKeyTypes, signature: bytes, data: bytes) -> bool:
         return self._verify(public_key, signature, data, self._ECDSA)
@@ -180,6 +213,33 @@ class _ES256(Algorithm):
 
     def x509_hash(self) -> hashes.SHA256:
         return hashes.SHA256()
+
+
+def _jose_from_der(der: bytes, size: int = 32) -> bytes:
+    """``r || s`` (``size`` bytes each) of a DER ECDSA signature from OpenSSL.
+
+    For P-256 the DER is at most 72 bytes, so every length is one byte:
+    ``30 L 02 Lr r 02 Ls s``, each integer minimal (a 0x00 before a high bit,
+    leading zeros dropped). Slicing costs a fifth of ``decode_dss_signature``
+    and two ``int.to_bytes``; anything else takes that general path.
+    """
+    n = len(der)
+    r_len = der[3]
+    s_at = 6 + r_len  # where s starts
+    s_len = n - s_at
+    if (
+        der[0] == 0x30
+        and der[1] == n - 2
+        and der[2] == 0x02
+        and 0 < r_len <= size + 1
+        and 0 < s_len <= size + 1
+        and der[s_at - 2] == 0x02
+        and der[s_at - 1] == s_len
+    ):
+        r_bytes, s_bytes = der[4 : s_at - 2][-size:], der[s_at:][-size:]
+        return r_bytes.rjust(size, b"\0") + s_bytes.rjust(size, b"\0")
+    r, s = decode_dss_signature(der)
+    return r.to_bytes(size, "big") + s.to_bytes(size, "big")
 
 
 class _EdDSA(Algorithm):

@@ -34,6 +34,7 @@ import rfc8785
 from zhida.errors import InvalidArgument
 
 __all__ = [
+    "ORJSON_CANONICAL",
     "b64url_decode",
     "b64url_decode_bytes",
     "b64url_encode",
@@ -41,6 +42,7 @@ __all__ = [
     "canonical_json",
     "loads_canonical",
     "loads_strict",
+    "plain_json",
 ]
 
 _MAX_SAFE_INT = 2**53 - 1
@@ -103,6 +105,7 @@ _ORJSON |= (
 # the Basic Multilingual Plane (JCS sorts keys by UTF-16 code units).
 _LEAVES = frozenset({str, int, bool, type(None)})
 _KNOWN = frozenset({str, bool, type(None), int, dict, list, tuple})
+_LEAVES_OR_LIST = _LEAVES | {list}
 _CONTAINERS = frozenset({dict, list, tuple})
 # Key tuples (exact str keys, in order) already found free of non-BMP
 # characters: licence payloads repeat theirs, and a set lookup costs less than
@@ -110,6 +113,12 @@ _CONTAINERS = frozenset({dict, list, tuple})
 _BMP_KEYS: set[tuple[str, ...]] = set()
 _BMP_KEYS_MAX = 1024
 _BMP_KEY_COUNT = 64
+# Dict shapes found "flat" before — (key tuple, value types), the values scalars
+# and lists — mapped to the keys of their lists: a payload of a known shape has
+# BMP keys and no float except, possibly, inside those lists. Licence payloads
+# repeat their shape; one lookup costs less than looking at each value.
+_SHAPES: dict[tuple[tuple[str, ...], tuple[type, ...]], tuple[str, ...]] = {}
+_SHAPES_MAX = 1024
 
 
 def _no_floats(value: Any) -> bool:
@@ -117,9 +126,31 @@ def _no_floats(value: Any) -> bool:
     int, bool and None. TypeError for a non-string key.
 
     The caller bounds the depth and rules out cycles (orjson has rendered or
-    parsed ``value``). Works per container: one set of the children's types,
-    and a look at each child only when that set holds a container type.
+    parsed ``value``). A dict of the same shape as one found flat before (see
+    :data:`_SHAPES`) needs only its lists looked at; anything else is walked.
     """
+    if type(value) is not dict:
+        return _walk(value)
+    shape = (tuple(value), tuple(map(type, value.values())))
+    lists = _SHAPES.get(shape)
+    if lists is not None:
+        for key in lists:
+            if not set(map(type, value[key])) <= _LEAVES:
+                return _walk(value)
+        return True
+    if not _walk(value):
+        return False
+    kinds = set(shape[1])
+    if kinds <= _LEAVES_OR_LIST and len(value) <= _BMP_KEY_COUNT:
+        if len(_SHAPES) >= _SHAPES_MAX:
+            _SHAPES.clear()
+        _SHAPES[shape] = tuple(k for k, v in value.items() if type(v) is list)
+    return True
+
+
+def _walk(value: Any) -> bool:
+    """:func:`_no_floats` by walking every container: one set of the children's
+    types each, and a look at each child only when that set holds a container type."""
     stack: list[Any] | None = None
     item = value
     while True:
@@ -150,6 +181,14 @@ def _no_floats(value: Any) -> bool:
         if not stack:
             return True
         item = stack.pop()
+
+
+# For callers that inline canonical_json's common case (the JWS signer): when
+# plain_json(value) holds, orjson.dumps(value, option=ORJSON_CANONICAL) is the
+# RFC 8785 form; else canonical_json(value) decides. plain_json needs a value
+# orjson has rendered (bounded depth, no cycles).
+ORJSON_CANONICAL = _ORJSON
+plain_json = _no_floats
 
 
 # The C encoder json.dumps(ensure_ascii=False, separators=(",", ":"),

@@ -24,21 +24,23 @@ Signing methods take the department's USCC and pick its newest valid,
 unrevoked certificate and the seal bound to it; they raise
 FailedPrecondition (``NO_DEPARTMENT_CERT``, ``NO_USABLE_SEAL``) when there is
 none, so a licence is never signed under a seal that verifiers would refuse.
-The per-department signing context (certificate, chain, seal) is cached;
-the files are looked at again at most once a second, so a revocation or a
-new seal made by another process (``zhida pki revoke``) reaches signing
-within a second. Thread-safe.
+The per-department signing context (certificate, chain, seal) is cached:
+dropped at once when this process changes the PKI (a revocation, a new
+certificate or seal, through any :class:`Deployment` of the same directory),
+and the files are looked at again at most once a second, so a change made by
+another process (``zhida pki revoke``) reaches signing within a second.
+Thread-safe.
 """
 
 from __future__ import annotations
 
 import os
 import threading
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from time import time as _time
 from typing import Any
 
 from cryptography import x509
@@ -125,7 +127,12 @@ class Deployment(ops.DeploymentOps):
     def __init__(self, config: Config, key_store: FileKeyStore) -> None:
         super().__init__(config, key_store)
         self._contexts: dict[str, _SigningContext] = {}
+        # what the cached contexts were built from: the files' generation and this
+        # process's change count; _epoch moves whenever the cache is cleared
         self._contexts_generation: tuple[int, ...] = ()
+        self._changes = self.files.changes
+        self._contexts_changes = -1
+        self._epoch = 0
         self._checked_at = 0.0
         self._contexts_lock = threading.Lock()
 
@@ -139,7 +146,18 @@ class Deployment(ops.DeploymentOps):
         The header carries ``kid`` (key id), ``x5c`` (department certificate,
         issuing CA) and ``seal``; ``iat`` is added unless present.
         """
-        return self._context(dept_uscc, now).jws_signer.sign(payload, now=now)
+        if now is not None:  # an explicit time (tests, backfills): no cache
+            return self._build_context(dept_uscc, now).jws_signer.sign(payload, now=now)
+        clock = _time()
+        context = self._contexts.get(dept_uscc)
+        if (  # the hot path of _context_at, inline
+            context is None
+            or self._changes.value != self._contexts_changes
+            or clock - self._checked_at > _RECHECK_SECONDS
+            or not context.usable_from <= clock < context.usable_until
+        ):
+            context = self._context_at(dept_uscc, clock)
+        return context.jws_signer.sign_at(payload, int(clock))
 
     def sign_pdf(self, dept_uscc: str, pdf: bytes, *, now: datetime | None = None) -> bytes:
         """``pdf`` with the department's PAdES B-B signature under its seal."""
@@ -233,20 +251,35 @@ class Deployment(ops.DeploymentOps):
     def _context(self, dept_uscc: str, now: datetime | None) -> _SigningContext:
         if now is not None:  # an explicit time (tests, backfills): no cache
             return self._build_context(dept_uscc, now)
-        clock = time.time()
-        if clock - self._checked_at > _RECHECK_SECONDS:
-            generation = self.files.generation()
-            with self._contexts_lock:
-                if generation != self._contexts_generation:
-                    self._contexts.clear()
-                    self._contexts_generation = generation
-                self._checked_at = clock
+        return self._context_at(dept_uscc, _time())
+
+    def _context_at(self, dept_uscc: str, clock: float) -> _SigningContext:
+        """The cached context at Unix time ``clock``: dropped at once after a change made
+        in this process, within _RECHECK_SECONDS after one made by another."""
+        if (
+            self._changes.value != self._contexts_changes
+            or clock - self._checked_at > _RECHECK_SECONDS
+        ):
+            self._revalidate(clock)
         context = self._contexts.get(dept_uscc)
         if context is None or not context.usable_from <= clock < context.usable_until:
-            context = self._build_context(dept_uscc, datetime.now(UTC))
+            epoch = self._epoch
+            context = self._build_context(dept_uscc, datetime.fromtimestamp(clock, UTC))
             with self._contexts_lock:
-                self._contexts[dept_uscc] = context
+                if epoch == self._epoch:  # else built from files that have changed since
+                    self._contexts[dept_uscc] = context
         return context
+
+    def _revalidate(self, clock: float) -> None:
+        changes = self._changes.value  # read before the files
+        generation = self.files.generation()
+        with self._contexts_lock:
+            if generation != self._contexts_generation or changes != self._contexts_changes:
+                self._contexts.clear()
+                self._epoch += 1
+                self._contexts_generation = generation
+                self._contexts_changes = changes
+            self._checked_at = clock
 
     def _build_context(self, dept_uscc: str, at: datetime) -> _SigningContext:
         department = self.department(dept_uscc, at=at)

@@ -13,7 +13,9 @@ Layout under the node's data directory::
 Every write replaces a whole file atomically under the lock, so readers in
 other processes (the vault while ``zhida pki revoke`` runs) see the old or
 the new state, never half of one. :meth:`PkiFiles.generation` is a cheap
-fingerprint (modification times) that tells a reader its cache is stale.
+fingerprint (modification times) that tells a reader its cache is stale;
+:attr:`PkiFiles.changes` counts the changes made by this process, so its own
+caches see them at once.
 
 Example::
 
@@ -39,7 +41,14 @@ from typing import Any
 from zhida.errors import FailedPrecondition
 from zhida.files import atomic_write
 
-__all__ = ["CaRecord", "DepartmentRecord", "PkiFiles", "PkiState", "RevocationRecord"]
+__all__ = [
+    "CaRecord",
+    "ChangeCount",
+    "DepartmentRecord",
+    "PkiFiles",
+    "PkiState",
+    "RevocationRecord",
+]
 
 STATE_VERSION = 1
 
@@ -94,11 +103,27 @@ class PkiState:
         )
 
 
+class ChangeCount:
+    """How many times this process changed one deployment's files (shared by every
+    :class:`PkiFiles` of the same directory): a cache that saw another count is stale."""
+
+    __slots__ = ("value",)
+
+    def __init__(self) -> None:
+        self.value = 0
+
+
+_CHANGE_COUNTS: dict[str, ChangeCount] = {}
+_CHANGE_COUNTS_LOCK = threading.Lock()
+
+
 class PkiFiles:
     """Paths, atomic writes and the inter-process lock of one deployment."""
 
     def __init__(self, data_dir: Path) -> None:
         self.data_dir = data_dir
+        with _CHANGE_COUNTS_LOCK:
+            self.changes = _CHANGE_COUNTS.setdefault(str(data_dir.resolve()), ChangeCount())
         self.keys_dir = data_dir / "keys" / "pki"
         self.dir = data_dir / "pki"
         self.state_path = self.dir / "state.json"
@@ -114,7 +139,11 @@ class PkiFiles:
 
     @contextlib.contextmanager
     def locked(self) -> Iterator[None]:
-        """Hold the deployment's lock (threads and processes) for a read-modify-write."""
+        """Hold the deployment's lock (threads and processes) for a read-modify-write.
+
+        Leaving it counts a change (:attr:`changes`), written or not: caches in
+        this process drop what they built from the files before.
+        """
         self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         with self._thread_lock:
             fd = os.open(self.dir / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
@@ -122,6 +151,8 @@ class PkiFiles:
                 fcntl.flock(fd, fcntl.LOCK_EX)
                 yield
             finally:
+                with _CHANGE_COUNTS_LOCK:
+                    self.changes.value += 1
                 os.close(fd)  # closing releases the flock
 
     def load(self) -> PkiState:

@@ -35,6 +35,7 @@ import json
 import os
 import re
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -144,11 +145,13 @@ class KeyStore(abc.ABC):
 
 
 class _SoftwareKey(KeyHandle):
-    __slots__ = ("_info", "_key")
+    __slots__ = ("_digest_signer", "_info", "_key")
 
     def __init__(self, info: KeyInfo, key: PrivateKeyTypes) -> None:
         self._info = info
         self._key = key
+        # the algorithm's signer with the key bound (type checked once), made on first use
+        self._digest_signer: Callable[[bytes], bytes] | None = None
 
     @property
     def info(self) -> KeyInfo:
@@ -159,8 +162,12 @@ class _SoftwareKey(KeyHandle):
         return self._info.algorithm.sign(self._key, data)
 
     def sign_digest(self, digest: bytes) -> bytes:
-        self._check_active()
-        return self._info.algorithm.sign_digest(self._key, digest)
+        if self._info.retired is not None:  # read on every call: retiring works in place
+            self._check_active()
+        signer = self._digest_signer
+        if signer is None:
+            signer = self._digest_signer = self._info.algorithm.digest_signer(self._key)
+        return signer(digest)
 
     def _check_active(self) -> None:
         if self._info.retired is not None:

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from zhida.errors import ConfigError
-from zhida.regions import Level, RegionCodeError, parse_region
+from zhida.regions import Level, Region, RegionCodeError, parse_region
 
 ENV_PREFIX = "ZHIDA_"
 # S3 bucket naming rules: 3-63 lowercase letters, digits, dots and hyphens.
@@ -97,6 +97,34 @@ class LogConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class FederationConfig:
+    """Neighbours of this node in the four-level federation (issue 8)."""
+
+    parent: str  # host:port of the parent node; "" at the national level (or standalone)
+    # (region code, host:port) pairs, sorted; tuples keep Config hashable: dict() them
+    children: tuple[tuple[str, str], ...]  # child region -> address
+    shortcuts: tuple[tuple[str, str], ...]  # region (from a 2/4/6-digit prefix) -> address
+    tls_cert: Path  # this node's certificate chain (PEM, leaf first)
+    tls_key: Path
+    tls_ca: Path  # the deployment root that peers must chain to
+    hop_reserve_ms: int  # deadline kept back per hop for the answer's way back
+    listen: str = ""  # host:port of the mutual-TLS federation port; "" = none
+    # background work with the neighbours (catalogue push/pull, licence index; witnessing)
+    sync_interval_seconds: float = 1.0
+    witness_interval_seconds: float = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class ExchangeConfig:
+    """How the node reaches departments' data providers (issue 7)."""
+
+    # (provider name, host:port) pairs, sorted; a resource's delivery_service names one
+    providers: tuple[tuple[str, str], ...]
+    provider_token_file: Path | None  # the node's bearer token for providers; None: a dev token
+    provider_timeout_seconds: float  # longest wait for a provider's answer
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     node: NodeConfig
     database: DatabaseConfig
@@ -104,6 +132,8 @@ class Config:
     auth: AuthConfig
     metrics: MetricsConfig
     log: LogConfig
+    federation: FederationConfig
+    exchange: ExchangeConfig
     source: Path | None  # the TOML file read, if any
 
     @property
@@ -162,6 +192,20 @@ def _as_str_list(key: str, value: Any) -> tuple[str, ...]:
     return tuple(value)
 
 
+def _as_str_table(key: str, value: Any) -> dict[str, str]:
+    """A TOML table of strings, or ``"k=v,k=v"`` from the environment."""
+    if isinstance(value, str):
+        pairs = [p.strip().partition("=") for p in value.split(",") if p.strip()]
+        if any(not sep for _, sep, _ in pairs):
+            raise ConfigError(key, "must be a table, or k=v pairs separated by commas")
+        value = {k.strip(): v.strip() for k, _, v in pairs}
+    if not isinstance(value, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+    ):
+        raise ConfigError(key, "must be a table of strings")
+    return dict(value)
+
+
 # key -> (parser, default). Defaults that depend on data_dir are None here.
 _SCHEMA: dict[str, tuple[_Parser, Any]] = {
     "node.name": (_as_str, "zhida-dev"),
@@ -192,6 +236,19 @@ _SCHEMA: dict[str, tuple[_Parser, Any]] = {
     "metrics.listen": (_as_str, "127.0.0.1:9464"),
     "log.level": (_as_str, "info"),
     "log.format": (_as_str, "json"),
+    "federation.parent": (_as_str, ""),
+    "federation.children": (_as_str_table, {}),
+    "federation.shortcuts": (_as_str_table, {}),
+    "federation.tls_cert": (_as_str, None),
+    "federation.tls_key": (_as_str, None),
+    "federation.tls_ca": (_as_str, None),
+    "federation.hop_reserve_ms": (_as_int, 20),
+    "federation.listen": (_as_str, ""),
+    "federation.sync_interval_seconds": (_as_float, 1.0),
+    "federation.witness_interval_seconds": (_as_float, 10.0),
+    "exchange.providers": (_as_str_table, {}),
+    "exchange.provider_token_file": (_as_str, ""),
+    "exchange.provider_timeout_seconds": (_as_float, 10.0),
 }
 
 
@@ -199,7 +256,7 @@ def _flatten(table: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     flat: dict[str, Any] = {}
     for k, v in table.items():
         key = f"{prefix}{k}"
-        if isinstance(v, dict):
+        if isinstance(v, dict) and key not in _SCHEMA:  # a schema key may hold a table
             flat.update(_flatten(v, key + "."))
         else:
             flat[key] = v
@@ -315,6 +372,8 @@ def _build(v: dict[str, Any], env: Mapping[str, str], source: Path | None) -> Co
     if v["log.format"] not in {"json", "text"}:
         raise ConfigError("log.format", f"must be 'json' or 'text', got {v['log.format']!r}")
 
+    federation = _federation(v, region, data_dir)
+
     return Config(
         node=NodeConfig(
             name=v["node.name"],
@@ -341,5 +400,77 @@ def _build(v: dict[str, Any], env: Mapping[str, str], source: Path | None) -> Co
         ),
         metrics=MetricsConfig(v["metrics.listen"]),
         log=LogConfig(v["log.level"].lower(), v["log.format"]),
+        federation=federation,
+        exchange=_exchange(v),
         source=source,
+    )
+
+
+def _region_from_prefix(key: str, prefix: str) -> str:
+    """``43`` → ``430000``, ``4331`` → ``433100``, six digits as they are; ConfigError if bad."""
+    code = prefix + "0" * (6 - len(prefix)) if len(prefix) in (2, 4) else prefix
+    try:
+        return parse_region(code).code
+    except RegionCodeError as exc:
+        raise ConfigError(key, f"{prefix!r}: {exc}") from None
+
+
+def _federation(v: dict[str, Any], region: Region, data_dir: Path) -> FederationConfig:
+    parent = v["federation.parent"]
+    _check_host_port("federation.parent", parent, allow_empty=True)
+    if parent and region.level is Level.NATIONAL:
+        raise ConfigError("federation.parent", "the national node has no parent; leave it empty")
+    children: dict[str, str] = {}
+    for code, address in v["federation.children"].items():
+        key = f"federation.children.{code}"
+        try:
+            child = parse_region(code)
+        except RegionCodeError as exc:
+            raise ConfigError(key, str(exc)) from None
+        if child.code == region.code or not region.contains(child):
+            raise ConfigError(key, f"region {code} is not below this node's region {region.code}")
+        children[child.code] = _check_host_port(key, address)
+    shortcuts: dict[str, str] = {}
+    for prefix, address in v["federation.shortcuts"].items():
+        key = f"federation.shortcuts.{prefix}"
+        code = _region_from_prefix(key, prefix)
+        if code == region.code:
+            raise ConfigError(key, "a shortcut to this node itself")
+        shortcuts[code] = _check_host_port(key, address)
+    if not 0 <= v["federation.hop_reserve_ms"] <= 60_000:
+        raise ConfigError("federation.hop_reserve_ms", "must be between 0 and 60000")
+    _check_host_port("federation.listen", v["federation.listen"], allow_empty=True)
+    for key in ("federation.sync_interval_seconds", "federation.witness_interval_seconds"):
+        if not 0.05 <= v[key] <= 3600:
+            raise ConfigError(key, "must be between 0.05 and 3600 seconds")
+    pki = data_dir / "pki"
+    return FederationConfig(
+        parent=parent,
+        children=tuple(sorted(children.items())),
+        shortcuts=tuple(sorted(shortcuts.items())),
+        tls_cert=Path(v["federation.tls_cert"] or pki / "node.crt").expanduser(),
+        tls_key=Path(v["federation.tls_key"] or pki / "node.key").expanduser(),
+        tls_ca=Path(v["federation.tls_ca"] or pki / "ca.crt").expanduser(),
+        hop_reserve_ms=v["federation.hop_reserve_ms"],
+        listen=v["federation.listen"],
+        sync_interval_seconds=v["federation.sync_interval_seconds"],
+        witness_interval_seconds=v["federation.witness_interval_seconds"],
+    )
+
+
+def _exchange(v: dict[str, Any]) -> ExchangeConfig:
+    providers: dict[str, str] = {}
+    for name, address in v["exchange.providers"].items():
+        key = f"exchange.providers.{name}"
+        if not name.strip() or name.strip() == "hosted" or len(name) > 128:
+            raise ConfigError(key, "a provider name must be 1-128 characters, not 'hosted'")
+        providers[name.strip()] = _check_host_port(key, address)
+    timeout = v["exchange.provider_timeout_seconds"]
+    if not 0 < timeout <= 3600:
+        raise ConfigError("exchange.provider_timeout_seconds", "must be between 0 and 3600")
+    token_file = v["exchange.provider_token_file"]
+    return ExchangeConfig(
+        providers=tuple(sorted(providers.items())),
+        provider_token_file=Path(token_file).expanduser() if token_file else None,
+        provider_timeout_seconds=timeout,
     )

@@ -2,7 +2,8 @@
 
 A :class:`LocalNode` owns one child process with its own data directory,
 listen port and metrics port, configured through ``ZHIDA_*`` environment
-overrides. The federation launcher will start several of them.
+overrides. The federation launcher (:mod:`exchange.federation.local`) starts
+several of them in parallel (:meth:`LocalNode.spawn`).
 
 Example::
 
@@ -62,9 +63,34 @@ class LocalNode:
         args: tuple[str, ...] = (),
         timeout: float = 60.0,
     ) -> LocalNode:
+        """Start the node and wait until it is SERVING (NodeStartError otherwise)."""
+        node = cls.spawn(data_dir, extra_env=extra_env, args=args)
+        try:
+            node.wait_serving(timeout)
+        except NodeStartError:
+            node.stop()
+            raise
+        return node
+
+    @classmethod
+    def spawn(
+        cls,
+        data_dir: Path,
+        *,
+        extra_env: Mapping[str, str] | None = None,
+        args: tuple[str, ...] = (),
+        inherit_zhida_env: bool = True,
+    ) -> LocalNode:
+        """Start the node process without waiting: several start in parallel, then
+        :meth:`wait_serving` on each (the federation launcher does). With
+        ``inherit_zhida_env=False`` this process's ``ZHIDA_*`` settings are not
+        passed on (a configuration file then decides everything)."""
         data_dir.mkdir(parents=True, exist_ok=True)
+        inherited = {
+            k: v for k, v in os.environ.items() if inherit_zhida_env or not k.startswith("ZHIDA_")
+        }
         env = {
-            **os.environ,
+            **inherited,
             "ZHIDA_NODE__DATA_DIR": str(data_dir),
             "ZHIDA_NODE__LISTEN": f"127.0.0.1:{free_port()}",
             "ZHIDA_METRICS__LISTEN": f"127.0.0.1:{free_port()}",
@@ -79,13 +105,7 @@ class LocalNode:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
             )
-        node = cls(proc, env, log_path)
-        try:
-            node.wait_serving(timeout)
-        except NodeStartError:
-            node.stop()
-            raise
-        return node
+        return cls(proc, env, log_path)
 
     def log_tail(self, chars: int = 3000) -> str:
         try:

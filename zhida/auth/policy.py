@@ -28,6 +28,8 @@ METHOD_NOT_DECLARED = "METHOD_NOT_DECLARED"
 
 ALL_ROLES: frozenset[Role] = frozenset(Role)
 OPERATORS: frozenset[Role] = frozenset({Role.ADMIN, Role.AUDITOR, Role.NODE})
+DEPT_OR_ADMIN: frozenset[Role] = frozenset({Role.DEPARTMENT, Role.ADMIN})
+DEPT_ADMIN_AUDITOR: frozenset[Role] = frozenset({Role.DEPARTMENT, Role.ADMIN, Role.AUDITOR})
 
 # Standard infrastructure services that load balancers, probes and grpcurl call
 # without a token. They reveal no domain data.
@@ -129,6 +131,34 @@ RPC_POLICY: Mapping[str, frozenset[Role]] = MappingProxyType(
         "/zhida.licence.v1.LicenceVaultService/ListMyLicences": frozenset({Role.HOLDER}),
         "/zhida.licence.v1.LicenceVaultService/ListLicenceUses": frozenset({Role.HOLDER}),
         "/zhida.licence.v1.LicenceVaultService/VerifyLicence": ALL_ROLES,
+        # zhida.exchange.v1.ExchangeService (who is requester / provider admin: the domain)
+        "/zhida.exchange.v1.ExchangeService/ApplyForData": DEPT_OR_ADMIN,
+        "/zhida.exchange.v1.ExchangeService/GetShareRequest": DEPT_ADMIN_AUDITOR,
+        "/zhida.exchange.v1.ExchangeService/ListShareRequests": DEPT_OR_ADMIN,
+        "/zhida.exchange.v1.ExchangeService/ListPendingShareRequests": frozenset({Role.ADMIN}),
+        "/zhida.exchange.v1.ExchangeService/ApproveShareRequest": frozenset({Role.ADMIN}),
+        "/zhida.exchange.v1.ExchangeService/RejectShareRequest": frozenset({Role.ADMIN}),
+        "/zhida.exchange.v1.ExchangeService/WithdrawShareRequest": DEPT_OR_ADMIN,
+        "/zhida.exchange.v1.ExchangeService/ListGrants": DEPT_ADMIN_AUDITOR,
+        "/zhida.exchange.v1.ExchangeService/RevokeGrant": frozenset({Role.ADMIN}),
+        "/zhida.exchange.v1.ExchangeService/RequestData": DEPT_OR_ADMIN,
+        "/zhida.exchange.v1.ExchangeService/StreamDataset": DEPT_OR_ADMIN,
+        "/zhida.exchange.v1.ExchangeService/CreateSubscription": DEPT_OR_ADMIN,
+        "/zhida.exchange.v1.ExchangeService/ListSubscriptions": DEPT_OR_ADMIN,
+        "/zhida.exchange.v1.ExchangeService/CancelSubscription": DEPT_OR_ADMIN,
+        "/zhida.exchange.v1.ExchangeService/ReceiveChanges": DEPT_OR_ADMIN,
+        "/zhida.exchange.v1.ExchangeService/AcknowledgeChanges": DEPT_OR_ADMIN,
+        "/zhida.exchange.v1.ExchangeService/UploadDataset": DEPT_OR_ADMIN,
+        "/zhida.exchange.v1.ExchangeService/ListDeliveries": DEPT_ADMIN_AUDITOR,
+        # zhida.federation.v1.FederationService: neighbour nodes, over mutual TLS only
+        "/zhida.federation.v1.FederationService/Forward": frozenset({Role.NODE}),
+        # zhida.federation.v1.LicenceIndexService (a node: over mutual TLS only, checked there)
+        "/zhida.federation.v1.LicenceIndexService/PushLicenceIndex": frozenset({Role.NODE}),
+        "/zhida.federation.v1.LicenceIndexService/LocateHolder": frozenset({Role.NODE, Role.ADMIN}),
+        # zhida.provider.v1.DataProviderService: served by providers; only nodes call it
+        "/zhida.provider.v1.DataProviderService/QueryRecords": frozenset({Role.NODE}),
+        "/zhida.provider.v1.DataProviderService/StreamRecords": frozenset({Role.NODE}),
+        "/zhida.provider.v1.DataProviderService/StreamChanges": frozenset({Role.NODE}),
     }
 )
 

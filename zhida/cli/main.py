@@ -28,10 +28,14 @@ COMMAND_MODULES = (
     "zhida.cli.token",
     "zhida.cli.config_cmd",
     "zhida.cli.catalog",
+    "zhida.cli.exchange",
+    "zhida.cli.data",
+    "zhida.cli.provider",
     "zhida.cli.audit",
     "zhida.cli.licence",
     "zhida.cli.pki",
     "zhida.cli.verify",
+    "zhida.cli.federation",
     "zhida.cli.demo",
 )
 

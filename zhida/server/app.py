@@ -40,14 +40,26 @@ from grpc_reflection.v1alpha import reflection
 
 from audit_log.service import AuditService
 from catalog_registry.service import CatalogService
+from exchange.federation.forwarder import Federation, federation_for
+from exchange.federation.transport import add_federation_port
+from exchange.service import ExchangeService
 from licence_vault.service import LicenceVaultService
 from zhida.audit.v1 import audit_service_pb2, audit_service_pb2_grpc
 from zhida.auth.policy import authorize, is_public
 from zhida.catalog.v1 import catalog_service_pb2, catalog_service_pb2_grpc
 from zhida.errors import ConfigError
+from zhida.exchange.v1 import exchange_service_pb2, exchange_service_pb2_grpc
+from zhida.federation.v1 import (
+    federation_service_pb2,
+    federation_service_pb2_grpc,
+    licence_index_pb2,
+    licence_index_pb2_grpc,
+)
 from zhida.licence.v1 import licence_vault_service_pb2, licence_vault_service_pb2_grpc
 from zhida.node.v1 import node_service_pb2, node_service_pb2_grpc
+from zhida.server.federation_service import FederationService
 from zhida.server.interceptor import ZhidaInterceptor
+from zhida.server.licence_index_service import LicenceIndexService
 from zhida.server.metrics import RpcMetrics
 from zhida.server.node_service import NodeService
 from zhida.server.runtime import NodeRuntime
@@ -97,6 +109,9 @@ SERVICES: list[ServiceSpec] = [
     grpc_service(audit_service_pb2, audit_service_pb2_grpc, AuditService),
     grpc_service(catalog_service_pb2, catalog_service_pb2_grpc, CatalogService),
     grpc_service(licence_vault_service_pb2, licence_vault_service_pb2_grpc, LicenceVaultService),
+    grpc_service(exchange_service_pb2, exchange_service_pb2_grpc, ExchangeService),
+    grpc_service(federation_service_pb2, federation_service_pb2_grpc, FederationService),
+    grpc_service(licence_index_pb2, licence_index_pb2_grpc, LicenceIndexService),
 ]
 
 
@@ -117,6 +132,8 @@ class NodeServer:
     health: HealthServicer
     address: str  # host:port actually bound
     service_names: tuple[str, ...]
+    federation_address: str = ""  # host:port of the mutual-TLS federation port, if any
+    federation: Federation | None = None
 
     async def start(self) -> None:
         """Start serving and report every service SERVING."""
@@ -139,6 +156,8 @@ class NodeServer:
         if settle > 0:
             await asyncio.sleep(settle)
         await self.server.stop(grace - settle)
+        if self.federation is not None:
+            await self.federation.close()
 
 
 async def build_server(
@@ -154,12 +173,15 @@ async def build_server(
     cannot be bound raises ConfigError naming ``node.listen``.
     """
     config = runtime.config
+    federation = federation_for(runtime)  # None without [federation] settings
     interceptor = ZhidaInterceptor(
         runtime.verifier,
         authorize=authorize,
         is_public=is_public,
         metrics=metrics,
         on_denied=runtime.recorder.denied,
+        node_auth=federation.peers if federation is not None else None,
+        route=federation.route if federation is not None else None,
     )
     server = grpc.aio.server(
         interceptors=[interceptor],
@@ -168,7 +190,10 @@ async def build_server(
     )
     specs = SERVICES if services is None else services
     for spec in specs:
-        spec.add_to_server(spec.factory(runtime), server)
+        servicer = spec.factory(runtime)
+        spec.add_to_server(servicer, server)
+        if federation is not None:  # forwarded calls run in-process on the same servicers
+            federation.local.add(spec.add_to_server, servicer)
     health = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
     names = tuple(spec.name for spec in specs)
@@ -184,4 +209,5 @@ async def build_server(
     if port == 0:
         raise ConfigError("node.listen", f"cannot listen on {address}")
     host = address.rpartition(":")[0]
-    return NodeServer(server, health, f"{host}:{port}", names)
+    federation_address = add_federation_port(server, config)  # "" without federation.listen
+    return NodeServer(server, health, f"{host}:{port}", names, federation_address, federation)

@@ -106,8 +106,16 @@ class ZhidaInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
         is_public: Callable[[str], bool],
         metrics: RpcMetrics | None = None,
         on_denied: Callable[[str, str], Awaitable[None]] | None = None,
+        node_auth: Callable[[grpc.aio.ServicerContext[Any, Any]], Principal | None] | None = None,
+        route: Callable[[str, grpc.RpcMethodHandler[Any, Any]], Behaviour | None] | None = None,
     ) -> None:
         self._verifier = verifier
+        # Federation (issue 8). ``node_auth``: the caller of a call that came over the
+        # mutual-TLS port, from its client certificate (None: not over TLS, so a bearer
+        # token is needed). ``route``: may replace a unary method's behaviour (forwarding
+        # to another node); it runs after authentication and authorisation.
+        self._node_auth = node_auth
+        self._route = route
         # Called (method, reason) when a call is refused for its credential or role,
         # before the client sees the refusal: the node records it in the audit log.
         self._on_denied = on_denied
@@ -151,9 +159,10 @@ class ZhidaInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
             return grpc.unary_stream_rpc_method_handler(
                 self._wrap_behaviour(method, handler.unary_stream), deser, ser
             )
-        return grpc.unary_unary_rpc_method_handler(
-            self._wrap_behaviour(method, handler.unary_unary), deser, ser
-        )
+        unary = handler.unary_unary
+        if self._route is not None and unary is not None:
+            unary = self._route(name, handler) or unary
+        return grpc.unary_unary_rpc_method_handler(self._wrap_behaviour(method, unary), deser, ser)
 
     # --- per call ---------------------------------------------------------------
 
@@ -180,11 +189,15 @@ class ZhidaInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
             method.metrics.started()
         return trace_id, auth, trailer, time.perf_counter()
 
-    def _authenticate(self, method: _Method, header: str | None) -> Principal | None:
+    def _authenticate(
+        self, method: _Method, header: str | None, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> Principal | None:
         """The verified, authorised caller (None for a public method); raises ZhidaError."""
         if method.public:
             return None
-        principal = self._verifier.verify(bearer_token(header))
+        principal = self._node_auth(context) if self._node_auth is not None else None
+        if principal is None:
+            principal = self._verifier.verify(bearer_token(header))
         if principal is None:  # a verifier must raise; never let None through
             raise Unauthenticated("token not accepted", reason="TOKEN_INVALID")
         PRINCIPAL.set(principal)  # before authorising: a refusal is recorded with its caller
@@ -247,7 +260,7 @@ class ZhidaInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
             ended = False
             try:
                 try:
-                    principal = self._authenticate(method, auth)
+                    principal = self._authenticate(method, auth, context)
                 except ZhidaError as denial:
                     await self._denied(method, denial)
                     raise
@@ -290,7 +303,7 @@ class ZhidaInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
             ended = False
             try:
                 try:
-                    principal = self._authenticate(method, auth)
+                    principal = self._authenticate(method, auth, context)
                 except ZhidaError as denial:
                     await self._denied(method, denial)
                     raise

@@ -34,6 +34,8 @@ from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry
 
+from exchange.federation.background import start_federation
+from exchange.federation.licence_routing import push_licence_index
 from zhida.config import Config
 from zhida.errors import ConfigError, ZhidaError
 from zhida.server.app import NodeServer, build_server
@@ -114,6 +116,8 @@ async def serve(
             endpoint = start_metrics(config.metrics.listen, metrics.registry)
         node = await build_server(runtime, metrics=metrics, listen=listen)
         await node.start()
+        # work with federation neighbours (None standalone); licence-index pages go up by RPC
+        jobs = start_federation(runtime, uplink=push_licence_index)
         # Everything loaded so far lives as long as the process: keep the cyclic
         # GC from re-scanning it (SQLAlchemy, Alembic, protobuf...) on every pass.
         gc.collect()
@@ -123,6 +127,7 @@ async def serve(
             "node started" if on_started is None else "worker started",
             extra={
                 "listen": node.address,
+                "federation_listen": node.federation_address,
                 "pid": os.getpid(),
                 "node": node_cfg.name,
                 "region": node_cfg.region_code,
@@ -134,6 +139,8 @@ async def serve(
         if on_started is not None:
             on_started(node)
         await sigs.stop.wait()
+        if jobs is not None:
+            await jobs.stop()
         grace = node_cfg.grace_seconds
         stopping = asyncio.ensure_future(node.stop(grace))
         hurry = asyncio.ensure_future(sigs.hurry.wait())

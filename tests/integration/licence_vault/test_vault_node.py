@@ -22,12 +22,13 @@ from tests.unit.licence_vault.support import (
     RESTAURANT_NAME,
     UNSEALED_ISSUER,
     WUHAN_SAMR,
+    tamper_stored_jws,
 )
 from zhida.audit.v1 import audit_service_pb2 as audit_pb
 from zhida.audit.v1 import audit_service_pb2_grpc as audit_rpc
 from zhida.auth.principal import Role
-from zhida.blobstore import object_key
 from zhida.client import ErrorDetails, error_details
+from zhida.db import Database
 from zhida.licence.v1 import licence_vault_service_pb2 as pb
 from zhida.licence.v1 import licence_vault_service_pb2_grpc as rpc
 
@@ -230,6 +231,10 @@ def test_issue_fetch_verify_revoke_and_the_holders_view(node: NodeHandle, partie
     )
     assert len(events.events) == 4
     assert {e.matter for e in events.events} == {MATTER}
+    # each licence handed out has its use record and its audit event (committed together)
+    assert {e.details["annotation_id"] for e in events.events} == {
+        u.annotation_id for u in [*uses.uses, *rest.uses]
+    }
     issued = p.audit.SearchEvents(
         audit_pb.SearchEventsRequest(licence_id=fp.licence.licence_id), metadata=p.auditor
     )
@@ -317,9 +322,12 @@ def test_a_tampered_document_is_never_served(node: NodeHandle, parties: Parties)
     issued = p.stub.IssueLicence(
         pb.IssueLicenceRequest(draft=_fp_draft("tamper")), metadata=p.issuer
     )
-    path = node.config.blobstore.path / object_key(issued.licence.jws_sha256)
-    path.write_bytes(path.read_bytes().replace(b"e", b"f", 1))
     licence_id = issued.licence.licence_id
+    database = Database(node.config.database.url, pooled=False)
+    try:
+        tamper_stored_jws(database, licence_id)  # the JWS is stored with the licence
+    finally:
+        database.dispose()
     errors = [
         _fails(p.stub.GetLicence, pb.GetLicenceRequest(licence_id=licence_id), metadata=p.issuer),
         _fails(

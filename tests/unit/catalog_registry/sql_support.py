@@ -27,9 +27,9 @@ def database_url(request: pytest.FixtureRequest, dialect: str, tmp_dir: Path) ->
     return url
 
 
-def open_store(url: str, stack: ExitStack) -> SqlCatalogRepository:
+def open_store(url: str, stack: ExitStack, *, search_index: bool = False) -> SqlCatalogRepository:
     """A store on ``url`` migrated to head; the database is disposed with ``stack``."""
     upgrade(url)
     database = Database(url, pool_size=4)
     stack.callback(database.dispose)
-    return SqlCatalogRepository(database)
+    return SqlCatalogRepository(database, search_index=search_index)

@@ -1,30 +1,56 @@
 """The ExchangeRepository contract, run against every implementation in ``FACTORIES``.
 
-The SQL store adds its factory here and must pass unchanged.
+Each factory gets the test's ``pytest.FixtureRequest`` and an ``ExitStack``
+for clean-up. The SQL store runs on SQLite (a file in ``tmp_path``) and on
+PostgreSQL (a clean schema of the session's test database), migrated to head.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from exchange.memory import InMemoryExchangeRepository
-from exchange.model import Grant, GrantState, Period, RequestState, ShareRequest
+from exchange.model import (
+    Grant,
+    GrantState,
+    Period,
+    RequestDecision,
+    RequestState,
+    ShareRequest,
+)
 from exchange.repository import ExchangeRepository
+from tests.unit.exchange.sql_support import open_sql_repo
 from zhida.errors import Aborted, AlreadyExists, NotFound
 
 T = datetime(2025, 6, 1, tzinfo=UTC)
-FACTORIES: dict[str, Callable[[], ExchangeRepository]] = {
-    "memory": InMemoryExchangeRepository,
+Factory = Callable[[pytest.FixtureRequest, ExitStack], ExchangeRepository]
+
+
+def sql_store(dialect: str) -> Factory:
+    def make(request: pytest.FixtureRequest, stack: ExitStack) -> ExchangeRepository:
+        return open_sql_repo(request, dialect, stack)
+
+    return make
+
+
+FACTORIES: dict[str, Factory] = {
+    "memory": lambda request, stack: InMemoryExchangeRepository(),
+    "sqlite": sql_store("sqlite"),
+    "postgresql": sql_store("postgresql"),
 }
+_MARKS = {"postgresql": [pytest.mark.integration]}
 
 
-@pytest.fixture(params=sorted(FACTORIES))
-def store(request: pytest.FixtureRequest) -> ExchangeRepository:
-    return FACTORIES[request.param]()
+@pytest.fixture(params=[pytest.param(n, marks=_MARKS.get(n, [])) for n in sorted(FACTORIES)])
+def store(request: pytest.FixtureRequest) -> Iterator[ExchangeRepository]:
+    with ExitStack() as stack:
+        yield FACTORIES[request.param](request, stack)
 
 
 def req(rid: str, provider: str = "P", at: int = 0, requester: str = "R") -> ShareRequest:
@@ -103,3 +129,104 @@ def test_grants(store: ExchangeRepository) -> None:
     assert [g.id for g in store.iter_grants()] == ["g1", "g2"]
     assert [g.id for g in store.iter_grants(GrantState.ACTIVE)] == ["g2"]
     assert store.get_grant("g1") == revoked
+
+
+def test_grants_of_requester_and_provider(store: ExchangeRepository) -> None:
+    store.insert_grant(grant("g1"))
+    other = dataclasses.replace(grant("g2"), requester_org="S", provider_org="Q")
+    store.insert_grant(other)
+    store.insert_grant(grant("g3"))
+    assert [g.id for g in store.grants_of("R")] == ["g1", "g3"]
+    assert [g.id for g in store.grants_of("P", as_provider=True)] == ["g1", "g3"]
+    assert store.grants_of("S", as_provider=True) == []
+    assert store.grants_of("S") == [other]
+    assert store.grants_of("Q", as_provider=True) == [other]
+
+
+def test_request_round_trips_every_field(store: ExchangeRepository) -> None:
+    when = T + timedelta(hours=1, microseconds=123)
+    decision = RequestDecision(
+        "admin@P", when, approved=True, reason="ok", items_granted=frozenset({"姓名", "住址"}),
+        until_granted=T + timedelta(hours=20), grant_id="g1",
+    )  # fmt: skip
+    stored = dataclasses.replace(
+        req("r1"), items=("住址", "姓名"), expected_volume=42, state=RequestState.APPROVED,
+        decision=decision, updated_at=when,
+    )  # fmt: skip
+    store.insert_request(stored)
+    assert store.get_request("r1") == stored
+    withdrawn = dataclasses.replace(
+        req("r2"), state=RequestState.WITHDRAWN, withdrawn_at=when, updated_at=when
+    )
+    store.insert_request(withdrawn)
+    assert store.get_request("r2") == withdrawn
+    revoked = dataclasses.replace(
+        grant("g9"), state=GrantState.REVOKED, revoked_at=when, revoked_by="admin@P",
+        revoked_reason="done", rate_limit_per_minute=60, items=frozenset({"姓名", "住址"}),
+    )  # fmt: skip
+    store.insert_grant(revoked)
+    assert store.get_grant("g9") == revoked
+
+
+def test_grant_versions_move_with_every_grant_write(store: ExchangeRepository) -> None:
+    start = store.grant_version()
+    assert store.grants_changed_since(start) == ([], start)
+    store.insert_request(req("r0"))  # no grant written: the version stays
+    assert store.grant_version() == start
+    store.insert_grant(grant("g1"))
+    after_g1 = store.grant_version()
+    assert after_g1 > start
+    store.insert_request(req("r1"), [grant("g2"), grant("g3")])
+    after_r1 = store.grant_version()
+    assert after_r1 > after_g1
+    revoked = dataclasses.replace(grant("g1"), state=GrantState.REVOKED, revoked_reason="x")
+    store.save_grant(revoked, expected_state=GrantState.ACTIVE)
+    changed, version = store.grants_changed_since(start)
+    assert [g.id for g in changed] == ["g2", "g3", "g1"]  # write order, then creation
+    assert changed[-1] == revoked  # the latest state, once
+    assert version == store.grant_version() > after_r1
+    changed, since_r1 = store.grants_changed_since(after_r1)
+    assert (changed, since_r1) == ([revoked], version)
+    assert store.grants_changed_since(version) == ([], version)
+    with pytest.raises(Aborted):  # a failed write moves nothing
+        store.save_grant(revoked, expected_state=GrantState.ACTIVE)
+    with pytest.raises(AlreadyExists):
+        store.insert_grant(grant("g2"))
+    with pytest.raises(Aborted):
+        store.save_request(req("r1"), expected_state=RequestState.APPROVED, grants=[grant("g4")])
+    assert store.grant_version() == version
+    assert store.get_grant("g4") is None
+
+
+def test_concurrent_decisions_one_wins(store: ExchangeRepository) -> None:
+    store.insert_request(req("r1"))
+    barrier = threading.Barrier(6)
+    outcomes: list[str] = []
+
+    def decide(n: int) -> None:
+        state = RequestState.APPROVED if n % 2 else RequestState.REJECTED
+        barrier.wait()
+        try:
+            store.save_request(
+                dataclasses.replace(req("r1"), state=state),
+                expected_state=RequestState.SUBMITTED,
+                grants=[grant(f"g{n}")] if state is RequestState.APPROVED else [],
+            )
+        except Aborted as err:
+            outcomes.append(err.reason)
+        else:
+            outcomes.append(f"won:{n}")
+
+    threads = [threading.Thread(target=decide, args=(n,)) for n in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    winners = [o for o in outcomes if o.startswith("won:")]
+    assert len(winners) == 1
+    assert sorted(set(outcomes) - set(winners)) == ["REQUEST_CHANGED"]
+    n = int(winners[0].split(":")[1])
+    stored = store.get_request("r1")
+    assert stored is not None
+    assert stored.state is (RequestState.APPROVED if n % 2 else RequestState.REJECTED)
+    assert [g.id for g in store.iter_grants()] == ([f"g{n}"] if n % 2 else [])

@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import date
 from typing import Any
 
+from sqlalchemy import text
+
 from licence_vault.model import IssueRequest
 from licence_vault.types import (
     BIRTH_CERTIFICATE,
@@ -13,6 +15,8 @@ from licence_vault.types import (
     HOUSEHOLD_REGISTER,
 )
 from zhida.auth.mint import DEMO_ORGS
+from zhida.blobstore import BlobStore
+from zhida.db import Database
 
 JIANGAN_SAMR = DEMO_ORGS["武汉市江岸区市场监督管理局"]  # issues both restaurant licences
 WUHAN_SAMR = DEMO_ORGS["武汉市市场监督管理局"]  # another issuer
@@ -116,3 +120,38 @@ def household_register(request_id: str = "hr-1", holder: str = CITIZEN) -> Issue
         valid_from=date(2020, 1, 1),
         issue_date=date(2020, 1, 1),
     )
+
+
+def tamper_stored_jws(database: Database, licence_id: str) -> None:
+    """Alter one character of the JWS the database holds for ``licence_id`` (its issue event)."""
+    with database.session() as s:
+        record = s.execute(
+            text("SELECT record FROM licence_event WHERE licence_id = :id AND action = 'issue'"),
+            {"id": licence_id},
+        ).scalar_one()
+        assert not record.startswith("sha256:"), "this licence keeps its JWS in the blob store"
+        i = record.index("e")
+        s.execute(
+            text(
+                "UPDATE licence_event SET record = :r WHERE licence_id = :id AND action = 'issue'"
+            ),
+            {"r": record[:i] + "f" + record[i + 1 :], "id": licence_id},
+        )
+
+
+def move_jws_to_blobs(database: Database, blobs: BlobStore, licence_id: str) -> str:
+    """Make ``licence_id`` look issued before JWS moved into the database: the document in
+    the blob store, ``sha256:<digest>`` as its issue event's record. Returns the digest."""
+    with database.session() as s:
+        record = s.execute(
+            text("SELECT record FROM licence_event WHERE licence_id = :id AND action = 'issue'"),
+            {"id": licence_id},
+        ).scalar_one()
+        digest = blobs.put(record.encode("ascii"))
+        s.execute(
+            text(
+                "UPDATE licence_event SET record = :r WHERE licence_id = :id AND action = 'issue'"
+            ),
+            {"r": f"sha256:{digest}", "id": licence_id},
+        )
+    return digest

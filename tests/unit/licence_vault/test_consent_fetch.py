@@ -15,8 +15,9 @@ from tests.unit.licence_vault.support import (
     RESTAURANT,
     business_licence,
     food_permit,
+    tamper_stored_jws,
 )
-from zhida.blobstore import FilesystemBlobStore, object_key
+from zhida.db import Database
 from zhida.errors import IntegrityError, InvalidArgument, PermissionDenied
 
 MATTER = "YJS-KBCYD"  # 开办餐饮店
@@ -149,11 +150,10 @@ def test_consent_validation_and_withdrawal(vault: Vault, portal: Actor, clock: C
 
 
 def test_fetch_refuses_when_a_stored_document_was_tampered_with(
-    vault: Vault, issuer: Actor, portal: Actor, clock: Clock, blobs: FilesystemBlobStore
+    vault: Vault, issuer: Actor, portal: Actor, clock: Clock, sqlite_db: Database
 ) -> None:
     bl, _fp = _restaurant(vault, issuer)
-    path = blobs.path_of(object_key(vault.get(bl).jws_digest))
-    path.write_bytes(path.read_bytes() + b" ")
+    tamper_stored_jws(sqlite_db, bl)
     consent = vault.grant_consent(
         RESTAURANT, portal.organisation, TYPES, MATTER, clock.now + timedelta(days=1)
     )

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
-from pathlib import Path
 
 import pytest
 
@@ -24,8 +23,10 @@ from tests.unit.licence_vault.support import (
     birth_certificate,
     business_licence,
     food_permit,
+    tamper_stored_jws,
 )
-from zhida.blobstore import FilesystemBlobStore, object_key
+from zhida.blobstore import FilesystemBlobStore
+from zhida.db import Database
 from zhida.errors import AlreadyExists, FailedPrecondition, IntegrityError, InvalidArgument
 
 
@@ -41,8 +42,11 @@ def test_issue_signs_stores_and_describes_the_licence(
     )  # fmt: skip
     assert lic.status is LicenceStatus.VALID
     assert lic.valid_until == lic.valid_from.replace(year=lic.valid_from.year + 5) - timedelta(1)
-    # the JWS is in the blob store under its hash and verifies with the department's seal
-    assert blobs.get(lic.jws_digest).decode() == result.jws
+    # the JWS is stored with the licence (not as a blob), under its hash, and verifies
+    # with the department's seal
+    assert vault.store.documents([lic]) == {lic.licence_id: result.jws}
+    assert vault.read_jws(lic) == result.jws
+    assert not blobs.exists(lic.jws_digest)
     verified = JwsVerifier(signer.trust_bundle(), signer.seal_registry()).verify(result.jws)
     assert verified.department.uscc == JIANGAN_SAMR
     assert verified.seal.name == "武汉市江岸区市场监督管理局电子证照专用章"
@@ -167,12 +171,11 @@ def test_an_issuer_whose_seal_expired_or_was_revoked_cannot_issue(
     assert err.value.metadata["failure"] == "SEAL_REVOKED"
 
 
-def test_a_tampered_blob_is_detected_on_read_and_never_served(
-    vault: Vault, issuer: Actor, blobs: FilesystemBlobStore, tmp_path: Path
+def test_a_tampered_document_is_detected_on_read_and_never_served(
+    vault: Vault, issuer: Actor, sqlite_db: Database
 ) -> None:
     lic = vault.issue(issuer, business_licence()).licence
-    path = blobs.path_of(object_key(lic.jws_digest))
-    path.write_bytes(path.read_bytes().replace(b"A", b"B", 1))
+    tamper_stored_jws(sqlite_db, lic.licence_id)
     with pytest.raises(IntegrityError) as err:
         vault.read_jws(lic)
     assert err.value.reason == "BLOB_HASH_MISMATCH"

@@ -201,3 +201,21 @@ def test_the_key_cache_never_admits_keys_outside_the_bmp() -> None:
     )
     with pytest.raises(ValueError, match="canonical"):
         loads_canonical('{"证照类型":"x","项目":[1.0]}'.encode())
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {"证照类型": "x", "项目": ["热食类", True, None, 7]},
+        {"证照类型": "x", "项目": [["热食类", 2.5]]},
+        {"证照类型": "x", "项目": [{"名称": 0.1}]},
+        {"证照类型": 3.0, "项目": []},
+        {"证照类型": "x", "项目": ("元组", 1e21)},
+    ],
+)
+def test_flat_payloads_under_known_keys(value: dict[str, Any]) -> None:
+    # the key tuple is cached after the first call: every later one takes the flat check
+    for _ in range(3):
+        assert canonical_json(value) == rfc8785.dumps(value)
+    with pytest.raises(InvalidArgument):
+        canonical_json({"证照类型": "x", "项目": [float("nan")]})

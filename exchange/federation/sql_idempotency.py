@@ -1,0 +1,188 @@
+"""The idempotency store in the node's database: a retried request runs once across workers
+and restarts.
+
+:class:`SqlIdempotencyStore` is the :class:`~exchange.federation.idempotency.IdempotencyStore`
+of a serving node (:meth:`exchange.federation.forwarder.Federation.open`),
+with exactly the semantics of :class:`~exchange.federation.idempotency.InMemoryIdempotencyStore`
+(the contract tests run both): ``begin`` → NEW / IN_PROGRESS / DONE, a key
+reused for another request digest is INVALID_ARGUMENT
+``IDEMPOTENCY_KEY_REUSED``, ``complete`` stores the response of the attempt
+in progress (FAILED_PRECONDITION ``IDEMPOTENCY_NOT_CLAIMED`` otherwise),
+``abandon`` releases it, a row lives ``max(ttl, lease)`` from its claim.
+
+**Claims are rows.** ``begin`` is one transaction (BEGIN IMMEDIATE on
+SQLite; on PostgreSQL ``SELECT … FOR UPDATE`` of the key's row, or
+``INSERT … ON CONFLICT DO NOTHING`` when there is none, then the row locked):
+of any number of processes beginning one key at once, exactly one gets NEW
+and inserts ``state = 'in_progress'`` with ``lease_until = now + lease``; the
+others wait for its commit and see IN_PROGRESS (or DONE once it completed).
+
+**The lease rule** (a crashed holder): a claim whose ``lease_until`` has
+passed belongs to nobody — the holder is taken to have crashed or given up
+— and the next ``begin`` with the same digest takes it over (NEW, a fresh
+lease) and executes. The serving node sets the lease to the request's
+remaining deadline plus ``LEASE_MARGIN_SECONDS`` (30 s), so after a crash
+the key is blocked (ABORTED ``IDEMPOTENT_REQUEST_IN_PROGRESS``, retryable)
+for at most that long. A holder that was merely slow and finishes after a
+takeover still completes (``complete`` is not fenced, as in memory): leases
+must outlast the call, which the deadline guarantees. A stored answer
+(``done``) is never taken over until the row expires.
+
+Rows whose ``expires_at`` has passed count as absent and are purged on the
+way (every ``purge_every`` claims, one bounded ``DELETE`` that repeats the
+expiry condition, so a row taken over meanwhile stays). Keys and digests
+longer than 64 characters are stored as ``sha256:<hex>``. There is no
+``max_entries`` bound: the table is bounded by the TTL.
+
+Example::
+
+    >>> from zhida.db import Database
+    >>> from exchange.federation.store.models import IdempotencyRow
+    >>> db = Database("sqlite://")
+    >>> IdempotencyRow.__table__.create(db.engine)
+    >>> store = SqlIdempotencyStore(db, clock=lambda: 100.0)
+    >>> store.begin("k", "d1", ttl_seconds=3600, lease_seconds=5).state
+    <ClaimState.NEW: 'new'>
+    >>> store.begin("k", "d1", ttl_seconds=3600, lease_seconds=5).state
+    <ClaimState.IN_PROGRESS: 'in_progress'>
+    >>> store.complete("k", b"answer")
+    >>> store.begin("k", "d1", ttl_seconds=3600, lease_seconds=5).response
+    b'answer'
+    >>> db.dispose()
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any, cast
+
+from sqlalchemy import CursorResult, Table, delete, func, select, update
+from sqlalchemy.orm import Session
+
+from exchange.federation.idempotency import Claim, ClaimState
+from exchange.federation.sql_replay import (
+    PURGE_BATCH,
+    PURGE_EVERY,
+    PurgeCounter,
+    at,
+    stored_id,
+    upsert,
+)
+from exchange.federation.store.models import IdempotencyRow
+from zhida.db import Database
+from zhida.errors import FailedPrecondition, InvalidArgument, ZhidaError
+
+__all__ = ["SqlIdempotencyStore"]
+
+log = logging.getLogger("zhida.federation")
+
+_I = cast(Table, IdempotencyRow.__table__)
+_IN_PROGRESS, _DONE = ClaimState.IN_PROGRESS.value, ClaimState.DONE.value
+
+
+class SqlIdempotencyStore:
+    """An :class:`~exchange.federation.idempotency.IdempotencyStore` over
+    ``federation_idempotency``; thread-safe, one per process (see the module docstring)."""
+
+    def __init__(
+        self,
+        database: Database,
+        *,
+        purge_every: int = PURGE_EVERY,
+        purge_batch: int = PURGE_BATCH,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.database = database
+        self._insert = upsert(database)
+        self._purge_batch = purge_batch
+        self._counter = PurgeCounter(purge_every)
+        self._clock = clock
+
+    def begin(
+        self, key: str, request_digest: str, *, ttl_seconds: float, lease_seconds: float
+    ) -> Claim:
+        now = self._clock()
+        claim = {
+            "scoped_key": stored_id(key),
+            "request_digest": stored_id(request_digest),
+            "state": _IN_PROGRESS,
+            "lease_until": at(now + lease_seconds),
+            "expires_at": at(now + max(ttl_seconds, lease_seconds)),
+            "response": None,
+            "claimed_at": at(now),
+        }
+        with self.database.session() as s:
+            result = self._claim(s, claim, at(now))
+        if result.state is ClaimState.NEW and self._counter.due():
+            self._purge_quietly()
+        return result
+
+    def _claim(self, s: Session, claim: dict[str, Any], now: datetime) -> Claim:
+        """Decide under the key's row lock (SQLite: the database lock)."""
+        locked = select(_I).where(_I.c.scoped_key == claim["scoped_key"]).with_for_update()
+        row = s.execute(locked).first()
+        if row is None:
+            inserted = self._insert(_I).values(**claim).on_conflict_do_nothing()
+            if s.execute(inserted.returning(_I.c.scoped_key)).first() is not None:
+                return Claim(ClaimState.NEW)
+            row = s.execute(locked).one()  # a concurrent claim committed first
+        if row.expires_at > now:
+            if row.request_digest != claim["request_digest"]:
+                raise InvalidArgument(
+                    "this idempotency key was used for a different request",
+                    reason="IDEMPOTENCY_KEY_REUSED",
+                )
+            if row.state == _DONE:
+                return Claim(ClaimState.DONE, bytes(row.response or b""))
+            if row.lease_until > now:
+                return Claim(ClaimState.IN_PROGRESS)
+        # expired, or a lapsed lease (the holder crashed): this attempt takes the key over
+        fields = {k: v for k, v in claim.items() if k != "scoped_key"}
+        s.execute(update(_I).where(_I.c.scoped_key == claim["scoped_key"]).values(**fields))
+        return Claim(ClaimState.NEW)
+
+    def complete(self, key: str, response: bytes) -> None:
+        stmt = (
+            update(_I)
+            .where(_I.c.scoped_key == stored_id(key), _I.c.state == _IN_PROGRESS)
+            .values(state=_DONE, response=response)
+        )
+        with self.database.session() as s:
+            done = cast(CursorResult[Any], s.execute(stmt)).rowcount
+        if done != 1:
+            raise FailedPrecondition(
+                "no attempt holds this idempotency key", reason="IDEMPOTENCY_NOT_CLAIMED"
+            )
+
+    def abandon(self, key: str) -> None:
+        stmt = delete(_I).where(_I.c.scoped_key == stored_id(key), _I.c.state == _IN_PROGRESS)
+        with self.database.session() as s:
+            s.execute(stmt)
+
+    def purge(self, limit: int | None = None) -> int:
+        """Delete up to ``limit`` (default ``purge_batch``) expired rows; how many went."""
+        now = at(self._clock())
+        expired = (
+            select(_I.c.scoped_key)
+            .where(_I.c.expires_at <= now)
+            .limit(limit or self._purge_batch)
+            .scalar_subquery()
+        )
+        stmt = delete(_I).where(_I.c.expires_at <= now, _I.c.scoped_key.in_(expired))
+        with self.database.session() as s:
+            return cast(CursorResult[Any], s.execute(stmt)).rowcount
+
+    def _purge_quietly(self) -> None:
+        try:
+            self.purge()
+        except ZhidaError:  # the claim stands; the next purge catches up
+            log.warning("could not purge expired idempotency keys", exc_info=True)
+
+    def count(self) -> int:
+        """How many keys have a row (claimed or answered, expired ones not yet purged); a
+        query, deliberately not ``__len__``, so the store is never falsy."""
+        with self.database.read() as conn:
+            return int(conn.scalar(select(func.count()).select_from(_I)) or 0)

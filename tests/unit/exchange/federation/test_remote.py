@@ -1,0 +1,75 @@
+"""A neighbour's failure as the calling node sees it; which failures the origin retries."""
+
+from __future__ import annotations
+
+import grpc
+from grpc.aio import AioRpcError, Metadata
+
+from exchange.federation.remote import (
+    FORWARD_DEADLINE_EXCEEDED,
+    NEIGHBOUR_UNAVAILABLE,
+    RemoteStatus,
+    neighbour_error,
+    retryable,
+)
+from zhida.client import decode_status
+from zhida.errors import (
+    Aborted,
+    DeadlineExceeded,
+    ErrorCode,
+    FieldViolation,
+    InvalidArgument,
+    Unavailable,
+)
+from zhida.server.status import status_for
+
+
+def _error(code: grpc.StatusCode, details: str, trailers: Metadata | None = None) -> AioRpcError:
+    return AioRpcError(code, Metadata(), trailers or Metadata(), details, None)
+
+
+def test_a_rich_status_comes_back_byte_for_byte() -> None:
+    original = InvalidArgument(
+        "bad items", reason="INVALID_SHARE_REQUEST", violations=[FieldViolation("items[1]", "x")]
+    )
+    status = status_for(original)
+    raw = dict(status.trailing_metadata)["grpc-status-details-bin"]
+    error = neighbour_error(
+        _error(status.code, status.details, Metadata(("grpc-status-details-bin", raw))),
+        "420000",
+        "127.0.0.1:1",
+    )
+    assert isinstance(error, RemoteStatus)
+    assert (error.code, error.reason, error.grpc_code) == (
+        ErrorCode.INVALID_ARGUMENT, "INVALID_SHARE_REQUEST", grpc.StatusCode.INVALID_ARGUMENT,
+    )  # fmt: skip
+    assert error.details == raw
+    from google.rpc import status_pb2
+
+    assert decode_status(status_pb2.Status.FromString(error.details)).violations == (
+        FieldViolation("items[1]", "x"),
+    )
+    assert not retryable(error)
+
+
+def test_transport_failures_name_the_neighbour() -> None:
+    down = neighbour_error(
+        _error(grpc.StatusCode.UNAVAILABLE, "connection refused"), "420100", "127.0.0.1:9"
+    )
+    assert isinstance(down, Unavailable)
+    assert down.reason == NEIGHBOUR_UNAVAILABLE
+    assert down.metadata == {"region": "420100", "address": "127.0.0.1:9"}
+    assert retryable(down)
+    late = neighbour_error(_error(grpc.StatusCode.DEADLINE_EXCEEDED, "late"), "420100", "a:1")
+    assert isinstance(late, DeadlineExceeded)
+    assert late.reason == FORWARD_DEADLINE_EXCEEDED
+    assert not retryable(late)
+    odd = neighbour_error(_error(grpc.StatusCode.UNIMPLEMENTED, "no such service"), "420100", "a:1")
+    assert odd.reason == NEIGHBOUR_UNAVAILABLE
+    assert odd.metadata["grpc_code"] == "UNIMPLEMENTED"
+
+
+def test_retryable() -> None:
+    assert retryable(Aborted("busy", reason="IDEMPOTENT_REQUEST_IN_PROGRESS"))
+    assert not retryable(Aborted("other"))
+    assert not retryable(Unavailable("db down", reason="DATABASE_UNAVAILABLE"))
