@@ -43,13 +43,14 @@ def demo_node(ctx: DemoContext) -> LocalNode:
 
 
 def _chapters() -> list[tuple[str, Chapter]]:
-    from zhida.demo import audit, catalog, foundation, vault
+    from zhida.demo import audit, catalog, exchange, foundation, vault
 
     return [
         ("A node on the embedded default", foundation.chapter),
         ("The data catalogue and the three lists", catalog.chapter),
         ("The licence vault: issue, consent, fetch, verify, revoke", vault.chapter),
-        # Last: the log then holds the whole story (refusals, catalogue, licences).
+        ("The exchange: apply, approve fewer items, receive only those", exchange.chapter),
+        # Last: the log then holds the whole story (refusals, catalogue, licences, data).
         ("The access log: every refusal and change, provable", audit.chapter),
     ]
 

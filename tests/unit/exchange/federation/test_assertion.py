@@ -68,7 +68,9 @@ def verify(pki: FederationPki) -> Verify:
         peer: str | None = None,
         now: float = NOW,
     ) -> VerifiedCustody:
-        cache = caches.setdefault(me, InMemoryReplayCache())
+        # The cache's clock is the test's: NOW is taken at import, and in a long
+        # suite real time has moved on past the assertions' expiry.
+        cache = caches.setdefault(me, InMemoryReplayCache(clock=lambda: NOW))
         return CustodyVerifier(pki.verifier(), me, cache).verify(
             custody, request, peer=peer, now=now
         )
