@@ -27,17 +27,18 @@ Example::
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, ParamSpec, TypeVar, Unpack
 
-from audit_log.events import Action, Outcome
+from audit_log.events import MAX_FIELD_CHARS, Action, Outcome
 from exchange import wire
 from exchange.context import ExchangeContext
 from exchange.model import Grant, GrantState, ShareRequest
 from exchange.requests import ApplicationSpec
 from zhida.auth.principal import Principal, Role
-from zhida.errors import InvalidArgument, PermissionDenied
+from zhida.errors import FailedPrecondition, InvalidArgument, PermissionDenied
 from zhida.exchange.v1 import exchange_service_pb2 as pb
 from zhida.server.audit import EventFields
 from zhida.server.context import current_principal
@@ -62,14 +63,35 @@ async def _run(ctx: ExchangeContext, fn: Callable[P, T], *args: P.args, **kwargs
 async def _attempt(
     ctx: ExchangeContext, action: Action, work: Awaitable[T], **fields: Unpack[EventFields]
 ) -> T:
-    """Await ``work``; a refusal for ownership is recorded (outcome denied) and re-raised."""
+    """Await ``work``; a refusal is recorded (outcome denied) and re-raised.
+
+    Refusals are ownership (PERMISSION_DENIED) and the rules of the domain
+    (FAILED_PRECONDITION: a negative-listed item, a request already decided):
+    both are decisions an auditor must be able to find, with their metadata
+    (the item and its legal basis, say) in the event's details.
+    """
     try:
         return await work
-    except PermissionDenied as refused:
+    except (PermissionDenied, FailedPrecondition) as refused:
         denied = fields.copy()
         denied["outcome"], denied["reason"] = Outcome.DENIED, refused.reason
+        denied["details"] = {**(fields.get("details") or {}), **_auditable(refused.metadata)}
+        if refused.metadata.get("legal_basis"):
+            denied["legal_basis"] = refused.metadata["legal_basis"][:MAX_FIELD_CHARS]
         await ctx.runtime.recorder.record(action, **denied)
         raise
+
+
+_DETAIL_KEY = re.compile(r"[a-z][a-z0-9_]{0,63}")  # what audit_log.events accepts
+
+
+def _auditable(metadata: Mapping[str, str]) -> dict[str, str]:
+    """The error metadata an audit event can hold (its key and length rules)."""
+    return {
+        key: value[:MAX_FIELD_CHARS]
+        for key, value in metadata.items()
+        if key != "legal_basis" and _DETAIL_KEY.fullmatch(key) and value
+    }
 
 
 def _request_fields(r: ShareRequest, details: Mapping[str, str]) -> EventFields:

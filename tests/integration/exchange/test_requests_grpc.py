@@ -133,8 +133,12 @@ def test_apply_pending_approve_less_list_revoke(
         e.action: e
         for e in _events(node, people, "share.request", "share.decide", "grant.create",
                          "grant.revoke")
-        if e.details.get("request_id") in (first.id, "") or e.details.get("grant_id") == grant.id
+        if e.outcome == apb.OUTCOME_OK
+        and (e.details.get("request_id") in (first.id, "") or e.details.get("grant_id") == grant.id)
     }  # fmt: skip
+    refusals = [e.reason for e in _events(node, people, "share.decide", "grant.revoke")
+                if e.outcome == apb.OUTCOME_DENIED]  # fmt: skip
+    assert "ALREADY_DECIDED" in refusals
     assert by_action["share.request"].legal_basis == first.legal_basis
     assert by_action["share.request"].organisation == REQUESTER.uscc
     assert by_action["share.decide"].details["decision"] == "approve"
@@ -196,7 +200,8 @@ def test_withdraw_only_by_the_requester_and_only_once(
         e for e in _events(node, people, "share.decide")
         if e.outcome == apb.OUTCOME_DENIED and e.details.get("request_id") == filed.id
     ]  # fmt: skip
-    assert [e.reason for e in denied] == ["NOT_REQUESTER"]
+    # every refusal is on record: the stranger's, the second withdrawal, the late approval
+    assert [e.reason for e in denied] == ["NOT_REQUESTER", "REQUEST_WITHDRAWN", "REQUEST_WITHDRAWN"]
 
 
 # -- bad input, one class at a time --------------------------------------------------------------
@@ -246,6 +251,25 @@ def test_apply_refusals_for_the_resource(people: People, stub: pb_grpc.ExchangeS
             assert "个人信息保护法" in details.metadata["legal_basis"]
     auditor = failure(stub.ApplyForData, application(), metadata=people.auditor)
     assert (auditor.code, auditor.reason) == (Code.PERMISSION_DENIED, "ROLE_NOT_ALLOWED")
+
+
+def test_a_negative_listed_refusal_is_in_the_access_log(
+    node: NodeHandle, people: People, stub: pb_grpc.ExchangeServiceStub
+) -> None:
+    request = application(items=("姓名", "人像照片"))
+    details = failure(stub.ApplyForData, request, metadata=people.dept("ja-samr"))
+    assert details.reason == "NEGATIVE_LISTED"
+    refused = [
+        e
+        for e in _events(node, people, "share.request")
+        if e.reason == "NEGATIVE_LISTED" and e.purpose == request.purpose
+    ]
+    assert refused, "the refusal was not recorded"
+    event = refused[-1]
+    assert event.outcome == apb.OUTCOME_DENIED
+    assert event.resource == request.resource_code
+    assert "个人信息保护法" in event.legal_basis
+    assert event.details["item"] == "人像照片"
 
 
 def test_decision_refusals(people: People, stub: pb_grpc.ExchangeServiceStub) -> None:
