@@ -25,13 +25,15 @@ from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
 from licence_vault.status_list import StatusListCache
 from licence_vault.verify import LicenceVerifier, status_list_source
+from signing.bundle import VerifierBundle
 from signing.canonical import b64url_decode
 from signing.jws import JwsVerifier
 from signing.seal import Seal, SealRegistry, SealRevocations
 from signing.trust import ChainVerifier, TrustBundle
+from zhida.errors import NotFound
 from zhida.licence.v1 import licence_vault_service_pb2 as pb
 
-__all__ = ["CachedNode", "offline_verifier"]
+__all__ = ["CachedNode", "cached_status_token", "file_verifier", "offline_verifier"]
 
 
 class CachedNode:
@@ -67,8 +69,7 @@ class CachedNode:
         return reply
 
     def status_list(self, uri: str, refresh: bool = False) -> str:
-        name = uri.rsplit("/", 1)[-1]
-        path = self.cache / f"status-list-{name}.json"
+        path = _status_path(self.cache, uri)
         if path.exists() and not refresh:
             doc = json.loads(path.read_text(encoding="utf-8"))
             if doc.get("uri") == uri and time.time() < doc["fetched_at"] + _ttl(doc["token"]):
@@ -79,6 +80,44 @@ class CachedNode:
         doc = {"uri": uri, "fetched_at": time.time(), "token": reply.token}
         path.write_text(json.dumps(doc), encoding="utf-8")
         return str(reply.token)
+
+
+def _status_path(cache: Path, uri: str) -> Path:
+    return cache / f"status-list-{uri.rsplit('/', 1)[-1]}.json"
+
+
+def cached_status_token(cache: Path, uri: str) -> str | None:
+    """The status list token a :class:`CachedNode` kept for ``uri``, or None.
+
+    Its age is not judged here: the token's own signature, ``exp`` and
+    ``ttl`` are checked when it is used (:func:`file_verifier`).
+    """
+    try:
+        doc = json.loads(_status_path(cache, uri).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    token = doc.get("token") if isinstance(doc, dict) and doc.get("uri") == uri else None
+    return token if isinstance(token, str) and token else None
+
+
+def file_verifier(bundle: VerifierBundle, cache: Path) -> LicenceVerifier:
+    """A verifier from a trust bundle and the status lists cached in ``cache`` only.
+
+    Nothing is fetched: a list that is not cached makes the verdict
+    ``STATUS_UNAVAILABLE`` (``zhida licence verify`` fetches and caches lists).
+    """
+    chains = ChainVerifier(bundle.trust)
+
+    def fetch(uri: str) -> str:
+        token = cached_status_token(cache, uri)
+        if token is None:
+            raise NotFound(
+                f"no cached status list for {uri} in {cache}", reason="STATUS_LIST_NOT_CACHED"
+            )
+        return token
+
+    cached = StatusListCache(fetch, chains)
+    return LicenceVerifier(JwsVerifier(chains, bundle.registry()), status_list_source(cached))
 
 
 def _ttl(token: str) -> int:

@@ -4,7 +4,10 @@ With ``--trust bundle.json`` (from ``zhida pki export-trust``) it works
 offline, with nothing but that file; without it, against this node's own
 PKI and seals (files only: no passphrase needed). Prints ``valid`` with the
 issuer, seal and signing time and exits 0, or ``invalid: <REASON>: <why>``
-and exits 1.
+and exits 1. A licence JWS carries a reference into its issuer's Token Status
+List: the list cached by ``zhida licence verify`` (``--status-cache``) is
+checked too, so a revoked or suspended licence is invalid; with no cached
+list the status line says so (``--require-status`` makes that invalid).
 
 Example::
 
@@ -26,10 +29,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from licence_vault.offline import cached_status_token, file_verifier
+from licence_vault.status_list import parse_status_claim
+from licence_vault.verify import Verification
 from signing.bundle import VerifierBundle
 from signing.verify import VerificationResult, verify_document
 from zhida.config import load_config
-from zhida.errors import InvalidArgument
+from zhida.errors import InvalidArgument, ZhidaError
 
 
 def register(subparsers: argparse._SubParsersAction[Any]) -> None:
@@ -41,6 +47,17 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         "--trust", type=Path, metavar="BUNDLE", help="trust bundle from `zhida pki export-trust`"
     )
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    parser.add_argument(
+        "--status-cache",
+        type=Path,
+        metavar="DIR",
+        help="status lists kept by `zhida licence verify` (default: <data_dir>/status-list-cache)",
+    )
+    parser.add_argument(
+        "--require-status",
+        action="store_true",
+        help="a licence whose status list is not cached is invalid (default: valid, with a note)",
+    )
     parser.set_defaults(handler=cmd_verify)
 
 
@@ -72,8 +89,71 @@ def cmd_verify(args: argparse.Namespace) -> int:
     data = _read(args.file)
     bundle = _bundle(args)
     result = verify_document(data, bundle.trust, bundle.registry())
-    print(_as_json(result) if args.json else _as_text(result))
-    return 0 if result.valid else 1
+    status = _status(args, data, bundle, result) if result.valid else None
+    if status is not None and not status.valid and status.reason != _NOT_CACHED:
+        # signature, chain and seal are fine, but the issuer has revoked or suspended it
+        print(_status_json(status) if args.json else f"invalid: {status.reason}: {status.message}")
+        return 1
+    if args.json:
+        doc = json.loads(_as_json(result))
+        if status is not None:
+            doc["status"] = json.loads(_status_json(status))
+        print(json.dumps(doc, ensure_ascii=False, indent=2))
+    else:
+        print(_as_text(result))
+        if status is not None:
+            print(f"  status:    {_status_line(status)}")
+    if not result.valid:
+        return 1
+    unchecked = status is not None and not status.valid
+    return 1 if unchecked and args.require_status else 0
+
+
+# -- the licence's current status, from a cached Token Status List --------------------------
+_NOT_CACHED = "STATUS_NOT_CACHED"
+
+
+def _status_cache(args: argparse.Namespace) -> Path | None:
+    if args.status_cache is not None:
+        return Path(args.status_cache)
+    try:
+        config = load_config(Path(args.config) if getattr(args, "config", None) else None)
+    except ZhidaError:
+        return None
+    return config.node.data_dir / "status-list-cache"
+
+
+def _status(
+    args: argparse.Namespace, data: bytes, bundle: VerifierBundle, result: VerificationResult
+) -> Verification | None:
+    """The status verdict of a licence JWS (None for PDFs and tokens without a status claim)."""
+    if result.kind != "jws" or result.payload is None or "status" not in result.payload:
+        return None
+    try:
+        _, uri = parse_status_claim(result.payload)
+    except ZhidaError as exc:
+        return Verification(False, exc.reason, exc.message)
+    cache = _status_cache(args)
+    if cache is None or cached_status_token(cache, uri) is None:
+        where = f" in {cache}" if cache is not None else ""
+        return Verification(
+            False,
+            _NOT_CACHED,
+            f"not checked: no cached status list for {uri}{where} "
+            "(`zhida licence verify` fetches one from the vault)",
+        )
+    return file_verifier(bundle, cache).verify(data.decode("ascii", "replace").strip())
+
+
+def _status_line(status: Verification) -> str:
+    if status.valid:
+        return "valid (from the issuer's cached, signed status list)"
+    return status.message
+
+
+def _status_json(status: Verification) -> str:
+    doc = {"valid": status.valid, "reason": status.reason or "VALID", "message": status.message}
+    return json.dumps(doc, ensure_ascii=False)
 
 
 def _as_text(result: VerificationResult) -> str:

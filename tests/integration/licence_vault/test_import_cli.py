@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -69,9 +70,19 @@ def test_import_then_again_issues_nothing_twice(node: NodeHandle, tmp_path: Path
     cache = tmp_path / "cache"
     verify = ("licence", "verify", str(token_file), "--address", node.address,
               "--cache", str(cache))  # fmt: skip
+    no_cache = ("verify", str(token_file), "--status-cache", str(tmp_path / "none"))
+    unchecked = _zhida(node, *no_cache)
+    assert unchecked.returncode == 0, unchecked.stdout + unchecked.stderr
+    assert "status:    not checked: no cached status list" in unchecked.stdout
+    assert _zhida(node, *no_cache, "--require-status").returncode == 1
     ok = _zhida(node, *verify)
     assert ok.returncode == 0, ok.stdout + ok.stderr
     assert "valid" in ok.stdout
+    # `zhida verify` (offline: PKI files and the cached list only) agrees
+    offline = ("verify", str(token_file), "--status-cache", str(cache))
+    checked = _zhida(node, *offline)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert "status:    valid (from the issuer's cached, signed status list)" in checked.stdout
     stub.RevokeLicence(
         pb.RevokeLicenceRequest(licence_id=licence.licence_id, reason="补录错误"),
         metadata=node.auth(role=Role.ISSUER, org=JIANGAN_SAMR),
@@ -81,3 +92,9 @@ def test_import_then_again_issues_nothing_twice(node: NodeHandle, tmp_path: Path
     refreshed = _zhida(node, *verify, "--refresh")
     assert refreshed.returncode == 1
     assert "REVOKED" in refreshed.stdout
+    revoked = _zhida(node, *offline)  # the refreshed list is in the cache now
+    assert revoked.returncode == 1
+    assert revoked.stdout.startswith("invalid: REVOKED"), revoked.stdout
+    as_json = _zhida(node, *offline, "--json")
+    assert as_json.returncode == 1
+    assert json.loads(as_json.stdout)["reason"] == "REVOKED"
