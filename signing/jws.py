@@ -25,8 +25,9 @@ header is ``{"alg": "ES256" | "EdDSA", "kid": <key id>, "x5c": [leaf, CAs…]
 Parsed certificates and verified chains are cached, keyed by the ``x5c``
 strings, so repeated tokens from the same department cost one ECDSA verify;
 for ES256 the SHA-256 state after the (cached) header is kept too, so only the
-payload segment is hashed per token. Signing lives in :mod:`signing.jws_signer`
-(:class:`JwsSigner`, :func:`sign_jws`, re-exported here).
+payload segment is hashed per token, and the leaf key is bound to its verifier.
+Signing lives in :mod:`signing.jws_signer` (:class:`JwsSigner`,
+:func:`sign_jws`, re-exported here).
 
 Example::
 
@@ -149,6 +150,8 @@ class _Header:
     presented: _Presented
     prefix: Any
     """The hash state after ``<h64>.`` (for algorithms that verify digests), or None."""
+    verify_digest: Any
+    """``(signature, digest) -> bool`` with the leaf key bound (when ``prefix`` is set)."""
 
 
 def _parse_header(h64: str, allowed: Mapping[str, Algorithm]) -> _Header:
@@ -179,8 +182,11 @@ def _parse_header(h64: str, allowed: Mapping[str, Algorithm]) -> _Header:
             Failure.ALG_NOT_ALLOWED,
             f"alg {algorithm.name} does not match the signer's {type(presented.leaf_key).__name__}",
         )
-    prefix = hashlib.new(algorithm.prehash, f"{h64}.".encode()) if algorithm.prehash else None
-    return _Header(algorithm, kid, seal_id, tuple(x5c), presented, prefix)
+    prefix = verify_digest = None
+    if algorithm.prehash:
+        prefix = hashlib.new(algorithm.prehash, f"{h64}.".encode())
+        verify_digest = algorithm.digest_verifier(presented.leaf_key)
+    return _Header(algorithm, kid, seal_id, tuple(x5c), presented, prefix, verify_digest)
 
 
 class JwsVerifier:
@@ -246,7 +252,7 @@ class JwsVerifier:
         if header.prefix is not None:  # the header's hash state is cached: hash the payload only
             digest = header.prefix.copy()
             digest.update(p64)
-            valid = header.algorithm.verify_digest(presented.leaf_key, signature, digest.digest())
+            valid = header.verify_digest(signature, digest.digest())
         else:
             valid = header.algorithm.verify(
                 presented.leaf_key, signature, token[:last].encode("ascii")

@@ -1,7 +1,10 @@
 """The signing hot path's shortcuts and caches: same signatures, and never stale.
 
-* ES256 signatures are converted from DER to ``r || s`` by slicing: the same
-  bytes as ``decode_dss_signature`` for every integer length;
+* ES256 signatures are converted from DER to ``r || s`` and back by slicing:
+  the same bytes as ``decode_dss_signature`` / ``encode_dss_signature`` for
+  every integer length;
+* a verifier with the public key bound (``digest_verifier``) accepts and
+  refuses exactly what ``verify_digest`` does;
 * a key handle binds its key once, and still refuses to sign once retired;
 * the deployment's per-department context drops at once when this process
   revokes a certificate or seal or issues a new certificate (through any
@@ -27,7 +30,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import (
 
 from signing import deployment as deployment_module
 from signing import deployment_state
-from signing.algorithms import ES256, _jose_from_der
+from signing.algorithms import ES256, EdDSA, _der_from_jose, _jose_from_der
 from signing.canonical import b64url_decode, canonical_json
 from signing.deployment import Deployment
 from signing.errors import Failure, KeyStoreError
@@ -72,6 +75,58 @@ def test_unusual_der_takes_the_general_path() -> None:
     for garbage in (b"\x30\x03\x02\x01\x01", b"\x31\x06\x02\x01\x01\x02\x01\x01"):
         with pytest.raises(ValueError, match="asn1"):
             _jose_from_der(garbage)
+
+
+@pytest.mark.parametrize(
+    "r",
+    [0, 1, 0x7F, 0x80, 0xFF, 2**248 - 1, 2**248, 2**255 - 1, 2**255, P256_ORDER - 1, 2**256 - 1],
+)
+def test_jose_to_der_is_encode_dss_signature(r: int) -> None:
+    for s in (0, 1, 0x80, 2**247, 2**255 + 12345, 2**256 - 1, r):
+        jose = r.to_bytes(32, "big") + s.to_bytes(32, "big")
+        assert _der_from_jose(jose) == encode_dss_signature(r, s)
+        assert _jose_from_der(_der_from_jose(jose)) == jose
+
+
+def test_jose_to_der_of_long_halves_takes_the_general_path() -> None:
+    for size in (48, 60, 61, 66):  # P-384; the last one-byte length; long-form lengths
+        r, s = 2 ** (8 * size) - 1, 2 ** (8 * size - 9) + 7
+        jose = r.to_bytes(size, "big") + s.to_bytes(size, "big")
+        assert _der_from_jose(jose) == encode_dss_signature(r, s)
+
+
+def test_bound_digest_verifier_matches_verify_digest() -> None:
+    key = ES256.generate_private_key()
+    public = key.public_key()
+    verify = ES256.digest_verifier(public)
+    sign = ES256.digest_signer(key)
+    for i in range(300):
+        digest = hashlib.sha256(i.to_bytes(4, "big")).digest()
+        signature = sign(digest)
+        assert verify(signature, digest)
+        assert ES256.verify_digest(public, signature, digest)
+        flipped = bytes([signature[i % 64] ^ (1 << (i % 8))])  # r's bits, then s's
+        tampered = signature[: i % 64] + flipped + signature[i % 64 + 1 :]
+        other = hashlib.sha256(b"other").digest()
+        for sig, dig in ((tampered, digest), (signature, other), (signature[:63], digest)):
+            assert not verify(sig, dig)
+            assert not ES256.verify_digest(public, sig, dig)
+    digest = hashlib.sha256(b"x").digest()
+    assert not verify(b"", digest)
+    assert not verify(sign(digest) + b"\0", digest)
+    assert not verify(bytes(64), digest)  # r = s = 0
+
+
+def test_bound_digest_verifier_refuses_other_keys() -> None:
+    digest = hashlib.sha256(b"x").digest()
+    p384 = ec.generate_private_key(ec.SECP384R1())
+    der = p384.sign(digest, ec.ECDSA(hashes.SHA256()))
+    r, s = decode_dss_signature(der)
+    jose = r.to_bytes(48, "big") + s.to_bytes(48, "big")
+    assert not ES256.digest_verifier(p384.public_key())(jose, digest)
+    assert not ES256.digest_verifier(EdDSA.generate_private_key().public_key())(bytes(64), digest)
+    with pytest.raises(NotImplementedError):
+        EdDSA.digest_verifier(EdDSA.generate_private_key().public_key())
 
 
 def test_a_retired_key_stops_signing_through_its_cached_signer(tmp_path: Path) -> None:
