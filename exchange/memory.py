@@ -18,6 +18,7 @@ import threading
 from collections.abc import Iterator, Sequence
 
 from exchange.model import Grant, GrantState, RequestState, ShareRequest
+from exchange.repository import second_active_grant
 from zhida.errors import Aborted, AlreadyExists, NotFound
 
 
@@ -39,6 +40,7 @@ class InMemoryExchangeRepository:
                     reason="REQUEST_EXISTS",
                     metadata={"request_id": request.id},
                 )
+            self._refuse_second_active(grants)  # before anything is written
             self._requests[request.id] = request
             self._put_grants(grants)
 
@@ -46,10 +48,27 @@ class InMemoryExchangeRepository:
         """Store ``grants`` as one write (lock held)."""
         if not grants:
             return
+        self._refuse_second_active(grants)
         self._version += 1
         for grant in grants:
             self._grants[grant.id] = grant
             self._written[grant.id] = self._version
+
+    def _refuse_second_active(self, grants: Sequence[Grant]) -> None:
+        """The one-live-active-grant rule of the contract (lock held; writes nothing)."""
+        ours = {g.id for g in grants}
+        for grant in grants:
+            if grant.state is not GrantState.ACTIVE:
+                continue
+            for other in self._grants.values():
+                if (
+                    other.id not in ours
+                    and other.state is GrantState.ACTIVE
+                    and (other.requester_org, other.resource_code)
+                    == (grant.requester_org, grant.resource_code)
+                    and other.valid_until > grant.created_at
+                ):
+                    raise second_active_grant(grant, other.id)
 
     def get_request(self, request_id: str) -> ShareRequest | None:
         return self._requests.get(request_id)
@@ -75,6 +94,7 @@ class InMemoryExchangeRepository:
                     reason="REQUEST_CHANGED",
                     metadata={"request_id": request.id},
                 )
+            self._refuse_second_active(grants)  # before anything is written
             self._requests[request.id] = request
             self._put_grants(grants)
 

@@ -17,6 +17,11 @@ Contract a store must keep:
   decision never leaves a grant without its request or the reverse.
 * ``save_grant`` is a compare-and-set on the stored grant state (``Aborted``
   reason ``GRANT_CHANGED``); ``NotFound`` when the id is unknown.
+* At most one live ACTIVE grant per (requester, resource): a write whose
+  ACTIVE grant would stand beside a stored ACTIVE grant of the same pair,
+  valid past the new grant's creation and not part of the same write, raises
+  ``Aborted`` (reason ``GRANT_SUPERSEDE_STALE``: the domain decided on a stale
+  view) and writes nothing.
 * ``pending_requests`` returns SUBMITTED requests of a provider ordered by
   ``(submitted_at, id)`` ascending (oldest first).
 * Every write of grants (``insert_grant``, ``save_grant``, and the grants of
@@ -43,6 +48,17 @@ from collections.abc import Iterator, Sequence
 from typing import Protocol
 
 from exchange.model import Grant, GrantState, RequestState, ShareRequest
+from zhida.errors import Aborted
+
+
+def second_active_grant(grant: Grant, other: str) -> Aborted:
+    """The error for a write that would leave ``other`` ACTIVE beside ``grant``."""
+    return Aborted(
+        f"grant {other} of {grant.requester_org} for {grant.resource_code} is active and "
+        f"was not superseded by grant {grant.id}: decided on a stale view, try again",
+        reason="GRANT_SUPERSEDE_STALE",
+        metadata={"grant_id": grant.id, "active_grant_id": other},
+    )
 
 
 class ExchangeRepository(Protocol):

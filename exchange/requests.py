@@ -58,7 +58,13 @@ from exchange.model import (
 from exchange.repository import ExchangeRepository
 from exchange.validation import check_application, check_narrowing
 from zhida.auth.principal import Principal
-from zhida.errors import FailedPrecondition, FieldViolation, InvalidArgument, NotFound
+from zhida.errors import (
+    Aborted,
+    FailedPrecondition,
+    FieldViolation,
+    InvalidArgument,
+    NotFound,
+)
 
 
 class ReleaseCheck(Protocol):
@@ -139,7 +145,8 @@ class ShareRequests:
         if not unconditional:
             self._repo.insert_request(request)
             return request
-        approved, grants = self._approval(
+        return self._write_approval(
+            lambda grants: self._repo.insert_request(grants[0], grants[1]),
             request,
             SYSTEM_DECIDER,
             frozenset(spec.items),
@@ -148,9 +155,6 @@ class ShareRequests:
             "unconditional resource",
             now,
         )
-        self._repo.insert_request(approved, grants)
-        self._publish(grants)
-        return approved
 
     # -- decide ---------------------------------------------------------------------------
     def approve(
@@ -176,12 +180,18 @@ class ShareRequests:
         resource = self._published(request.resource_code)
         self._refuse_unreleasable(resource, granted)
         rate = self._default_rate_limit if rate_limit_per_minute is None else rate_limit_per_minute
-        approved, grants = self._approval(
-            request, principal.subject, frozenset(granted), end, rate, reason.strip(), now
+        return self._write_approval(
+            lambda decided: self._repo.save_request(
+                decided[0], expected_state=RequestState.SUBMITTED, grants=decided[1]
+            ),
+            request,
+            principal.subject,
+            frozenset(granted),
+            end,
+            rate,
+            reason.strip(),
+            now,
         )
-        self._repo.save_request(approved, expected_state=RequestState.SUBMITTED, grants=grants)
-        self._publish(grants)
-        return approved
 
     def reject(self, principal: Principal, request_id: str, reason: str) -> ShareRequest:
         """Reject with a mandatory reason."""
@@ -279,6 +289,49 @@ class ShareRequests:
                     metadata={"code": resource.key, "item": name},
                 )
 
+    def _write_approval(
+        self,
+        write: Callable[[tuple[ShareRequest, list[Grant]]], None],
+        request: ShareRequest,
+        decided_by: str,
+        items: frozenset[str],
+        until: datetime,
+        rate: int | None,
+        reason: str,
+        now: datetime,
+    ) -> ShareRequest:
+        """Decide and ``write`` the approval; once more if the grant index was stale.
+
+        The index of another worker process can lag a grant written there by
+        ~100 ms; the store then refuses to leave two grants active
+        (``GRANT_SUPERSEDE_STALE``) and the decision is taken again on the
+        store's own view of the current grant.
+        """
+        previous = self._grants.current(request.requester_org, request.resource_code)
+        for attempt in (1, 2):
+            approved, grants = self._approval(
+                request, decided_by, items, until, rate, reason, now, previous=previous
+            )
+            try:
+                write((approved, grants))
+            except Aborted as stale:
+                if stale.reason != "GRANT_SUPERSEDE_STALE" or attempt == 2:
+                    raise
+                previous = self._stored_current(request.requester_org, request.resource_code)
+                continue
+            self._publish(grants)
+            return approved
+        raise AssertionError("unreachable")
+
+    def _stored_current(self, requester_org: str, resource_code: str) -> Grant | None:
+        """The newest stored ACTIVE grant of the pair, read from the store itself."""
+        active = [
+            g
+            for g in self._repo.grants_of(requester_org)
+            if g.resource_code == resource_code and g.state is GrantState.ACTIVE
+        ]
+        return max(active, key=lambda g: g.created_at, default=None)
+
     def _approval(
         self,
         request: ShareRequest,
@@ -288,6 +341,8 @@ class ShareRequests:
         rate: int | None,
         reason: str,
         now: datetime,
+        *,
+        previous: Grant | None,
     ) -> tuple[ShareRequest, list[Grant]]:
         grant = Grant(
             id=self._new_id(),
@@ -303,7 +358,6 @@ class ShareRequests:
             rate_limit_per_minute=rate,
         )
         grants = [grant]
-        previous = self._grants.current(request.requester_org, request.resource_code)
         if previous is not None and previous.state_at(now) is GrantState.ACTIVE:
             grants.insert(
                 0,

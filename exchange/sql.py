@@ -50,6 +50,7 @@ from exchange.model import (
     ShareRequest,
 )
 from exchange.models.requests import FEED_ROW_ID, ExchangeFeedRow, GrantRow, ShareRequestRow
+from exchange.repository import second_active_grant
 from zhida.db import Database
 from zhida.errors import Aborted, AlreadyExists, NotFound
 
@@ -211,7 +212,31 @@ class SqlExchangeRepository:
         return int(s.execute(stmt).scalar_one())
 
     @staticmethod
-    def _upsert_grants(s: Session, grants: Sequence[Grant], version: int) -> None:
+    def _refuse_second_active(s: Session, grants: Sequence[Grant]) -> None:
+        """Aborted when a live ACTIVE grant outside ``grants`` would stay beside a new one.
+
+        Called with the feed row locked, so two writers (other threads or
+        worker processes, whose grant index may lag) cannot both pass.
+        """
+        ours = [g.id for g in grants]
+        for grant in grants:
+            if grant.state is not GrantState.ACTIVE:
+                continue
+            other = s.scalar(
+                select(_G.c.grant_id).where(
+                    _G.c.requester_org == grant.requester_org,
+                    _G.c.resource_code == grant.resource_code,
+                    _G.c.state == GrantState.ACTIVE.value,
+                    _G.c.valid_until > grant.created_at,
+                    _G.c.grant_id.not_in(ours),
+                )
+            )
+            if other is not None:
+                raise second_active_grant(grant, other)
+
+    @classmethod
+    def _upsert_grants(cls, s: Session, grants: Sequence[Grant], version: int) -> None:
+        cls._refuse_second_active(s, grants)
         for grant in grants:
             values = _grant_values(grant, version)
             done = s.execute(update(_G).where(_G.c.grant_id == grant.id).values(**values))
@@ -298,6 +323,7 @@ class SqlExchangeRepository:
                 taken = s.scalar(select(_G.c.seq).where(_G.c.grant_id == grant.id))
                 if taken is not None:
                     raise _grant_exists(grant.id)
+                self._refuse_second_active(s, [grant])
                 s.execute(insert(_G).values(**_grant_values(grant, version)))
         except exc.IntegrityError as error:  # a writer outside the feed lock; never ours
             raise _grant_exists(grant.id) from error
@@ -310,6 +336,7 @@ class SqlExchangeRepository:
     def save_grant(self, grant: Grant, *, expected_state: GrantState) -> None:
         with self.database.session() as s:
             values = _grant_values(grant, self._bump(s))
+            self._refuse_second_active(s, [grant])
             del values["grant_id"]
             done = s.execute(
                 update(_G)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import threading
+import zlib
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from datetime import UTC, datetime, timedelta
@@ -62,9 +63,12 @@ def req(rid: str, provider: str = "P", at: int = 0, requester: str = "R") -> Sha
     )  # fmt: skip
 
 
-def grant(gid: str, request_id: str = "r1") -> Grant:
+def grant(gid: str, request_id: str = "r1", resource: str | None = None) -> Grant:
+    """A grant of R from P; each id its own resource unless ``resource`` is given
+    (a requester holds at most one active grant per resource)."""
+    code = resource or f"1-01-001-0000-{zlib.crc32(gid.encode()) % 10**6:06d}"
     return Grant(
-        gid, request_id, "R", "P", "1-01-001-0000-000101", frozenset({"姓名"}),
+        gid, request_id, "R", "P", code, frozenset({"姓名"}),
         T, T + timedelta(days=1), "purpose", T,
     )  # fmt: skip
 
@@ -230,3 +234,42 @@ def test_concurrent_decisions_one_wins(store: ExchangeRepository) -> None:
     assert stored is not None
     assert stored.state is (RequestState.APPROVED if n % 2 else RequestState.REJECTED)
     assert [g.id for g in store.iter_grants()] == ([f"g{n}"] if n % 2 else [])
+
+
+def test_at_most_one_live_active_grant_per_requester_and_resource(
+    store: ExchangeRepository,
+) -> None:
+    same = "1-01-001-0000-000101"
+    store.insert_request(req("r1"), [grant("g1", resource=same)])
+    start = store.grant_version()
+    second = grant("g2", "r2", resource=same)
+    with pytest.raises(Aborted) as stale:  # decided without seeing g1: nothing written
+        store.insert_request(req("r2"), [second])
+    assert stale.value.reason == "GRANT_SUPERSEDE_STALE"
+    assert stale.value.metadata["active_grant_id"] == "g1"
+    assert store.get_request("r2") is None
+    assert store.grant_version() == start
+    with pytest.raises(Aborted):
+        store.insert_grant(second)
+    store.insert_request(req("r3"))
+    with pytest.raises(Aborted):
+        store.save_request(req("r3"), expected_state=RequestState.SUBMITTED, grants=[second])
+    assert store.get_request("r3") == req("r3")
+    # superseding g1 in the same write is the way
+    superseded = dataclasses.replace(
+        grant("g1", resource=same), state=GrantState.REVOKED, revoked_reason="superseded"
+    )
+    both = [superseded, second]
+    store.save_request(req("r3"), expected_state=RequestState.SUBMITTED, grants=both)
+    assert [g.id for g in store.iter_grants(GrantState.ACTIVE)] == ["g2"]
+    # a stored ACTIVE grant whose period is over does not stand in the way
+    later = T + timedelta(days=2)
+    expired_pair = "1-01-001-0000-000102"
+    store.insert_grant(grant("g5", resource=expired_pair))
+    fresh = dataclasses.replace(
+        grant("g6", resource=expired_pair), created_at=later, valid_from=later,
+        valid_until=later + timedelta(days=1),
+    )  # fmt: skip
+    store.insert_grant(fresh)
+    # another requester's grant for the same resource is no conflict
+    store.insert_grant(dataclasses.replace(grant("g7", resource=same), requester_org="S"))

@@ -9,7 +9,9 @@ import pytest
 
 from catalog_registry.model import ResourceStatus
 from catalog_registry.sample_data import PIPL_28
+from exchange.grants import GrantIndex
 from exchange.model import SYSTEM_DECIDER, GrantState, Period, RequestState
+from exchange.requests import ShareRequests
 from tests.unit.exchange.conftest import (
     CONDITIONAL,
     DAY,
@@ -265,6 +267,25 @@ def test_new_grant_supersedes_the_previous_one(world: World) -> None:
     now = world.clock.now
     assert world.index.check(first.requester_org, CONDITIONAL, now).id == approved.decision.grant_id
     assert list(world.repo.iter_grants(GrantState.ACTIVE)) == [grants[second.id]]
+
+
+def test_a_stale_grant_index_elsewhere_still_supersedes(world: World) -> None:
+    """Another worker's index lags a grant written here: the store refuses two
+    live grants, and the approval is decided again on the store's view."""
+    lagging = GrantIndex(world.repo, world.clock)  # loaded now: it never sees the first grant
+    elsewhere = ShareRequests(
+        world.repo, world.catalog.get_resource, world.negative.may_release, lagging, world.clock
+    )
+    first = world.book.apply(world.requester, world.spec(items=("姓名",)))
+    world.book.approve(world.provider_admin, first.id)
+    second = world.book.apply(world.requester, world.spec(items=("姓名", "公民身份号码")))
+    approved = elsewhere.approve(world.provider_admin, second.id)
+    assert approved.decision is not None
+    active = list(world.repo.iter_grants(GrantState.ACTIVE))
+    assert [g.id for g in active] == [approved.decision.grant_id]
+    superseded = [g for g in world.repo.iter_grants() if g.request_id == first.id]
+    assert superseded[0].state is GrantState.REVOKED
+    assert f"superseded by grant {approved.decision.grant_id}" == superseded[0].revoked_reason
 
 
 # -- withdrawal and listing ---------------------------------------------------------------
