@@ -22,7 +22,15 @@ from rich.table import Table
 
 from bench.machine import describe
 
-BENCHMARKS = ("node_echo", "audit_log", "signing", "catalog", "licence_vault", "exchange")
+BENCHMARKS = (
+    "node_echo",
+    "audit_log",
+    "signing",
+    "catalog",
+    "licence_vault",
+    "exchange",
+    "federation",
+)
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
 

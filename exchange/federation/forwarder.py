@@ -37,6 +37,10 @@ Every node writes one ``data.request`` audit event per forwarded call with
 the shared trace id: ``details.federation`` is ``origin``, ``forward`` or
 ``serve``, with the method, target region, next hop, path and outcome; a
 refusal is recorded with outcome ``denied`` (or ``error``) and its reason.
+A node's event is started as soon as it has decided to pass the call on (or,
+serving, once the idempotency store has decided), so its group commit runs
+while the call travels on; it is awaited before the node answers. An error
+that comes back from further along is then recorded in a second event.
 
 The replay cache and the idempotency store of a node opened with
 :meth:`Federation.open` are tables of its database
@@ -297,6 +301,7 @@ class Federation:
             deadline_ms=deadline_ms,
         )
         details = {"federation": "origin", "method": spec.method, "target_region": target_region}
+        recorded: asyncio.Future[None] | None = None
         attempt = 0
         try:
             while True:
@@ -315,6 +320,8 @@ class Federation:
                     target_region=target_region,
                     idempotency_key=key,
                 )
+                if recorded is None:  # commits while the call travels on
+                    recorded = self._audit_soon(spec, claims.target, details)
                 try:
                     reply = await self._send(plan, envelope, trace_id)
                     break
@@ -330,14 +337,13 @@ class Federation:
                     await asyncio.sleep(pause)
         except ZhidaError as error:
             details["attempts"] = str(attempt)
+            if recorded is not None:
+                await recorded
             await self._audit(spec, claims.target, details, error=error)
             if isinstance(error, RemoteStatus):
                 await answer_remote(context, error, trace_id)
             raise
-        details.update(
-            attempts=str(attempt), path="→".join(reply.path), replayed=str(reply.replayed).lower()
-        )
-        await self._audit(spec, claims.target, details)
+        await recorded
         context.set_trailing_metadata(
             (
                 (TRACE_HEADER, trace_id),
@@ -382,6 +388,7 @@ class Federation:
         details = {"federation": "forward", "method": envelope.method, "peer": peer.region_code}
         verified: VerifiedCustody | None = None
         spec: Forwardable | None = None
+        recorded: list[asyncio.Future[None]] = []  # this node's event, once it is started
         try:
             spec = FORWARDABLE.get(envelope.method)
             if spec is None:
@@ -412,10 +419,15 @@ class Federation:
             DEADLINE.set(deadline if current is None else min(current, deadline))
             if plan.hop.kind is RouteKind.LOCAL:
                 details["federation"] = "serve"
+                served = verified
+
+                def claimed(replayed: bool) -> None:  # the event commits while the call runs
+                    details["replayed"] = str(replayed).lower()
+                    recorded.append(self._audit_soon(spec, claims.target, details, served))
+
                 reply = await self.serving.serve(
-                    spec, envelope, verified, deadline_ms=plan.deadline_ms
+                    spec, envelope, verified, deadline_ms=plan.deadline_ms, on_claim=claimed
                 )
-                details["replayed"] = str(reply.replayed).lower()
             else:
                 details["next"] = plan.hop.region
                 onward = self.signer.forward(
@@ -424,6 +436,7 @@ class Federation:
                     deadline_ms=plan.deadline_ms,
                     received_ms=received_ms,
                 )
+                recorded.append(self._audit_soon(spec, claims.target, details, verified))
                 reply = await self._send(
                     plan,
                     fpb.ForwardRequest(
@@ -439,11 +452,17 @@ class Federation:
             if isinstance(error, AssertionRejected):
                 details["failure"] = error.failure.value
             target = verified.claims.target if verified is not None else None
+            for started in recorded:
+                await started
             await self._audit(spec, target, details, error=error, verified=verified)
             if isinstance(error, RemoteStatus):
                 await answer_remote(context, error, TRACE_ID.get())
             raise
-        await self._audit(spec, verified.claims.target, details, verified=verified)
+        if recorded:
+            for started in recorded:
+                await started
+        else:  # not expected: serve() settles the claim before it answers
+            await self._audit(spec, verified.claims.target, details, verified=verified)
         return reply
 
     def _check_envelope(
@@ -461,6 +480,17 @@ class Federation:
             )
 
     # -- audit -------------------------------------------------------------------------------
+    def _audit_soon(
+        self,
+        spec: Forwardable | None,
+        target: str | None,
+        details: dict[str, str],
+        verified: VerifiedCustody | None = None,
+    ) -> asyncio.Future[None]:
+        """Start this node's ``data.request`` event now (a copy of ``details``): its group
+        commit runs while the call travels on; the caller awaits it before answering."""
+        return asyncio.ensure_future(self._audit(spec, target, dict(details), verified=verified))
+
     async def _audit(
         self,
         spec: Forwardable | None,

@@ -72,8 +72,14 @@ class ServingNode:
         verified: VerifiedCustody,
         *,
         deadline_ms: int,
+        on_claim: Callable[[bool], None] | None = None,
     ) -> fpb.ForwardResponse:
-        """Answer ``envelope`` (verified as ``verified``) for the caller it carries."""
+        """Answer ``envelope`` (verified as ``verified``) for the caller it carries.
+
+        ``on_claim(replayed)`` is called once the idempotency store has decided —
+        before the call runs (False) or with the stored answer (True) — so the
+        forwarder can start writing its audit event while the call runs.
+        """
         principal = verified.principal()
         authorize(spec.method, principal)
         claims = verified.claims
@@ -91,6 +97,7 @@ class ServingNode:
                 envelope,
                 principal,
                 claims.trace_id,
+                on_claim,
             )
         )
         self._running.add(task)
@@ -113,6 +120,7 @@ class ServingNode:
         envelope: fpb.ForwardRequest,
         principal: Principal,
         trace_id: str,
+        on_claim: Callable[[bool], None] | None = None,
     ) -> tuple[bytes, bool]:
         """Claim, run, store — shielded as one: a cancelled Forward neither strands a claim
         nor loses an answer. The response and whether it came from the store."""
@@ -124,6 +132,8 @@ class ServingNode:
             lease_seconds=lease_seconds,
         )
         if claim.state is ClaimState.DONE:
+            if on_claim is not None:
+                on_claim(True)
             return claim.response or b"", True
         if claim.state is ClaimState.IN_PROGRESS:
             raise Aborted(
@@ -131,6 +141,8 @@ class ServingNode:
                 reason="IDEMPOTENT_REQUEST_IN_PROGRESS",
             )
         try:
+            if on_claim is not None:
+                on_claim(False)
             response = await self.local.call(
                 spec.method,
                 envelope.request,

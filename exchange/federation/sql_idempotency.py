@@ -10,8 +10,9 @@ reused for another request digest is INVALID_ARGUMENT
 in progress (FAILED_PRECONDITION ``IDEMPOTENCY_NOT_CLAIMED`` otherwise),
 ``abandon`` releases it, a row lives ``max(ttl, lease)`` from its claim.
 
-**Claims are rows.** ``begin`` is one transaction (BEGIN IMMEDIATE on
-SQLite; on PostgreSQL ``SELECT … FOR UPDATE`` of the key's row, or
+**Claims are rows.** ``begin`` is one transaction — shared with concurrent
+calls' claims and replay rows, :class:`~exchange.federation.group_commit.GroupWriter`
+— (BEGIN IMMEDIATE on SQLite; on PostgreSQL ``SELECT … FOR UPDATE`` of the key's row, or
 ``INSERT … ON CONFLICT DO NOTHING`` when there is none, then the row locked):
 of any number of processes beginning one key at once, exactly one gets NEW
 and inserts ``state = 'in_progress'`` with ``lease_until = now + lease``; the
@@ -62,6 +63,7 @@ from typing import Any, cast
 from sqlalchemy import CursorResult, Table, delete, func, select, update
 from sqlalchemy.orm import Session
 
+from exchange.federation.group_commit import GroupWriter
 from exchange.federation.idempotency import Claim, ClaimState
 from exchange.federation.sql_replay import (
     PURGE_BATCH,
@@ -100,6 +102,7 @@ class SqlIdempotencyStore:
         self._purge_batch = purge_batch
         self._counter = PurgeCounter(purge_every)
         self._clock = clock
+        self._writer = GroupWriter.of(database)  # shared with the replay cache
 
     def begin(
         self, key: str, request_digest: str, *, ttl_seconds: float, lease_seconds: float
@@ -114,8 +117,7 @@ class SqlIdempotencyStore:
             "response": None,
             "claimed_at": at(now),
         }
-        with self.database.session() as s:
-            result = self._claim(s, claim, at(now))
+        result = self._writer.run(lambda s: self._claim(s, claim, at(now)))
         if result.state is ClaimState.NEW and self._counter.due():
             self._purge_quietly()
         return result
@@ -150,8 +152,7 @@ class SqlIdempotencyStore:
             .where(_I.c.scoped_key == stored_id(key), _I.c.state == _IN_PROGRESS)
             .values(state=_DONE, response=response)
         )
-        with self.database.session() as s:
-            done = cast(CursorResult[Any], s.execute(stmt)).rowcount
+        done = self._writer.run(lambda s: cast(CursorResult[Any], s.execute(stmt)).rowcount)
         if done != 1:
             raise FailedPrecondition(
                 "no attempt holds this idempotency key", reason="IDEMPOTENCY_NOT_CLAIMED"
@@ -159,8 +160,7 @@ class SqlIdempotencyStore:
 
     def abandon(self, key: str) -> None:
         stmt = delete(_I).where(_I.c.scoped_key == stored_id(key), _I.c.state == _IN_PROGRESS)
-        with self.database.session() as s:
-            s.execute(stmt)
+        self._writer.run(lambda s: s.execute(stmt))
 
     def purge(self, limit: int | None = None) -> int:
         """Delete up to ``limit`` (default ``purge_batch``) expired rows; how many went."""

@@ -17,6 +17,11 @@ How it keeps the contract:
   concurrent inserts waits for the first to commit and then finds the
   conflict (and an unexpired row), on SQLite writers are serialised by the
   database lock — exactly one caller gets True.
+* **Concurrent calls share a transaction**
+  (:class:`~exchange.federation.group_commit.GroupWriter`, shared with the
+  idempotency store): under load a node takes the database's write lock once
+  per batch of forwarded calls, not once per call; the statement of each id
+  sees the ids before it in the batch, so the contract is unchanged.
 * **Expired rows are purged on the way.** Every ``purge_every`` accepted ids
   (per process) one bounded ``DELETE`` removes up to ``purge_batch`` expired
   rows in a separate, short transaction; the condition is repeated on the
@@ -58,6 +63,7 @@ from sqlalchemy import CursorResult, Table, delete, func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
+from exchange.federation.group_commit import GroupWriter
 from exchange.federation.store.models import ReplayRow
 from zhida.db import Database
 from zhida.errors import ZhidaError
@@ -125,6 +131,7 @@ class SqlReplayCache:
         self._purge_batch = purge_batch
         self._counter = PurgeCounter(purge_every)
         self._clock = clock
+        self._writer = GroupWriter.of(database)
 
     def remember(self, jti: str, expires_at: float) -> bool:
         now = at(self._clock())
@@ -134,8 +141,7 @@ class SqlReplayCache:
             set_={"expires_at": stmt.excluded.expires_at},
             where=_R.c.expires_at <= now,
         ).returning(_R.c.jti)  # a row back: inserted or taken over; none: a replay
-        with self.database.session() as s:
-            accepted = s.execute(stmt).first() is not None
+        accepted = self._writer.run(lambda s: s.execute(stmt).first() is not None)
         if accepted and self._counter.due():
             self._purge_quietly()
         return accepted
