@@ -112,6 +112,29 @@ def render(config: Config) -> Iterator[str]:
     yield "[log]"
     yield f"level = {_value(config.log.level)}"
     yield f"format = {_value(config.log.format)}"
+    fed = config.federation
+    yield ""
+    yield "[federation]"
+    for key in ("parent", "listen", "tls_cert", "tls_key", "tls_ca", "hop_reserve_ms"):
+        yield f"{key} = {_value(getattr(fed, key))}"
+    yield f"sync_interval_seconds = {_value(fed.sync_interval_seconds)}"
+    yield f"witness_interval_seconds = {_value(fed.witness_interval_seconds)}"
+    yield from _table("federation.children", fed.children)
+    yield from _table("federation.shortcuts", fed.shortcuts)
+    exchange = config.exchange
+    yield ""
+    yield "[exchange]"
+    yield f"provider_token_file = {_value(exchange.provider_token_file or '')}"
+    yield f"provider_timeout_seconds = {_value(exchange.provider_timeout_seconds)}"
+    yield from _table("exchange.providers", exchange.providers)
+
+
+def _table(name: str, pairs: tuple[tuple[str, str], ...]) -> Iterator[str]:
+    """A ``[name]`` table of ``key = "value"`` lines (nothing when empty)."""
+    if pairs:
+        yield ""
+        yield f"[{name}]"
+        yield from (f"{_value(k)} = {_value(v)}" for k, v in pairs)
 
 
 def cmd_check(args: argparse.Namespace) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -115,3 +116,22 @@ def test_cli_exits_2_naming_the_key(
     monkeypatch.setenv("ZHIDA_CONFIG", str(path))
     assert main(["config", "check"]) == 2
     assert "federation.shortcuts.99" in capsys.readouterr().err
+
+
+def test_check_prints_the_federation_and_exchange_sections_as_toml(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "z.toml"
+    providers = '\n[exchange.providers]\nsamr-registry = "127.0.0.1:7001"\n'
+    path.write_text(PROVINCE_TOML + providers, encoding="utf-8")
+    monkeypatch.setenv("ZHIDA_CONFIG", str(path))
+    monkeypatch.setenv("ZHIDA_NODE__DATA_DIR", str(tmp_path / "data"))
+    assert main(["config", "check"]) == 0
+    printed = tomllib.loads(capsys.readouterr().out)
+    assert printed["federation"]["parent"] == "national.zhida.example:50051"
+    assert printed["federation"]["hop_reserve_ms"] == 35
+    assert printed["federation"]["children"] == {"420100": "wuhan:50051", "429004": "xiantao:50051"}
+    loaded = load_config(path, env={"ZHIDA_NODE__DATA_DIR": str(tmp_path / "data")})
+    assert printed["federation"]["shortcuts"] == dict(loaded.federation.shortcuts)
+    assert "hunan:50051" in printed["federation"]["shortcuts"].values()
+    assert printed["exchange"]["providers"] == {"samr-registry": "127.0.0.1:7001"}
