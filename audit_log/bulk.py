@@ -48,6 +48,20 @@ def insert_rows(
         conn.exec_driver_sql(head + ",".join([row_marks] * len(chunk)), params)
 
 
+def insert_driver_rows(
+    conn: sqlite3.Connection, table: str, columns: Sequence[str], rows: Sequence[tuple[Any, ...]]
+) -> None:
+    """:func:`insert_rows` on a bare sqlite3 connection (no SQLAlchemy per statement)."""
+    per = max(1, min(_SQLITE_ROWS_PER_INSERT, _SQLITE_MAX_VARS // len(columns)))
+    row_marks = "(" + ",".join("?" * len(columns)) + ")"
+    head = f"INSERT INTO {table} ({', '.join(columns)}) VALUES "  # noqa: S608 (our constants)
+    for at in range(0, len(rows), per):
+        chunk = rows[at : at + per]
+        conn.execute(
+            head + ",".join([row_marks] * len(chunk)), [value for row in chunk for value in row]
+        )
+
+
 def as_bytes(value: object) -> bytes:
     """A stored binary value as bytes, whatever someone wrote there.
 

@@ -201,12 +201,15 @@ class AuditEvent:
         return obj
 
 
+_GOOD_KEYS: set[str] = set()  # detail keys already found lower_snake_case
+
+
 def _clearly_valid(e: AuditEvent) -> bool:
     """A quick check that accepts the common, valid event (appends are hot).
 
     False means "look closer": :func:`_problems` then names what is wrong, if anything.
     """
-    if type(e.action) is not Action or type(e.outcome) is not Outcome or e.details:
+    if type(e.action) is not Action or type(e.outcome) is not Outcome:
         return False
     if not isinstance(e.time, datetime) or e.time.tzinfo is None:
         return False
@@ -218,6 +221,19 @@ def _clearly_valid(e: AuditEvent) -> bool:
         )
         if v is not None
     ]  # fmt: skip
+    details = e.details
+    if details:
+        # Services pass a handful of details under a few fixed keys: remember keys
+        # seen valid, check values like the other texts.
+        if type(details) is not dict or len(details) > MAX_DETAILS:
+            return False
+        for key in details:
+            if key not in _GOOD_KEYS:
+                if type(key) is not str or not _DETAIL_KEY.fullmatch(key):
+                    return False
+                if len(_GOOD_KEYS) < 1024:
+                    _GOOD_KEYS.add(key)
+        texts.extend(details.values())
     for v in texts:
         if type(v) is not str or not v or len(v) > MAX_FIELD_CHARS:
             return False

@@ -27,6 +27,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from audit_log.checkpoint import open_checkpoint
@@ -113,6 +114,10 @@ class AuditLog:
     async def append_async(self, event: AuditEvent | EncodedEvent) -> int:
         """Append from asyncio code; resumes once the event is durable."""
         return await self.sequencer.append_async(event)
+
+    async def append_many_async(self, events: Sequence[AuditEvent | EncodedEvent]) -> list[int]:
+        """Append several events at once from asyncio code; resumes once all are durable."""
+        return await self.sequencer.append_many_async(events)
 
     # --- checkpoints -----------------------------------------------------
 

@@ -81,11 +81,14 @@ class Sequencer:
         self._queue: deque[tuple[EncodedEvent, _Waiter, float]] = deque()
         self._cond = threading.Condition(threading.Lock())
         self._closed = False
+        self._urgent = False  # something queued must not wait for company
         self._thread: threading.Thread | None = None
 
     # --- submitting ----------------------------------------------------------
 
-    def _enqueue(self, items: Sequence[tuple[EncodedEvent, _Waiter]]) -> None:
+    def _enqueue(
+        self, items: Sequence[tuple[EncodedEvent, _Waiter]], *, urgent: bool = False
+    ) -> None:
         now = time.monotonic()
         with self._cond:
             if self._closed:
@@ -103,7 +106,10 @@ class Sequencer:
             was_empty = not self._queue
             self._queue.extend((encoded, waiter, now) for encoded, waiter in items)
             # Wake the writer only when it has something new to decide on.
-            if was_empty or len(self._queue) >= self.max_batch:
+            if urgent:
+                self._urgent = True
+                self._cond.notify()
+            elif was_empty or len(self._queue) >= self.max_batch:
                 self._cond.notify()
 
     def submit(self, event: AuditEvent | EncodedEvent) -> Future[int]:
@@ -119,9 +125,14 @@ class Sequencer:
     def append_many(
         self, events: Iterable[AuditEvent | EncodedEvent], timeout: float | None = None
     ) -> list[int]:
-        """Append several events (queued at once); their indices, in order."""
+        """Append several events (queued at once); their indices, in order.
+
+        Written without waiting ``max_delay`` for company: the caller already
+        batched them and blocks (e.g. the licence vault's use-record journal, one
+        call per batch of fetches), so nothing more can come from it meanwhile.
+        """
         items: list[tuple[EncodedEvent, Future[int]]] = [(_encoded(e), Future()) for e in events]
-        self._enqueue(items)
+        self._enqueue(items, urgent=True)
         return [waiter.result(timeout) for _, waiter in items]
 
     async def append_async(self, event: AuditEvent | EncodedEvent) -> int:
@@ -129,6 +140,21 @@ class Sequencer:
         future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self._enqueue([(_encoded(event), future)])
         return await future
+
+    async def append_many_async(self, events: Sequence[AuditEvent | EncodedEvent]) -> list[int]:
+        """Append several events (queued at once) from asyncio code; their indices, in order.
+
+        One queue entry lock and one wakeup for all of them (a call recording two
+        events pays for one append, not two tasks).
+        """
+        loop = asyncio.get_running_loop()
+        items = [(_encoded(e), loop.create_future()) for e in events]
+        self._enqueue(items)
+        try:
+            return [await waiter for _, waiter in items]
+        finally:
+            for _, waiter in items:  # cancelled: nobody will read the others' outcome
+                waiter.cancel()
 
     # --- the writer ----------------------------------------------------------
 
@@ -139,13 +165,15 @@ class Sequencer:
                     return None
                 self._cond.wait()
             deadline = self._queue[0][2] + self.max_delay
-            while len(self._queue) < self.max_batch and not self._closed:
+            while len(self._queue) < self.max_batch and not self._closed and not self._urgent:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     break
                 self._cond.wait(remaining)
             count = min(len(self._queue), self.max_batch)
-            return [self._queue.popleft() for _ in range(count)]
+            batch = [self._queue.popleft() for _ in range(count)]
+            self._urgent = self._urgent and bool(self._queue)
+            return batch
 
     def _run(self) -> None:
         while (batch := self._next_batch()) is not None:

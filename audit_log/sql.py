@@ -24,6 +24,7 @@ Example::
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from typing import Any, cast
@@ -42,7 +43,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from audit_log.bulk import NodeReader, as_bytes, insert_rows, pg_copy
+from audit_log.bulk import NodeReader, as_bytes, insert_driver_rows, insert_rows, pg_copy
 from audit_log.checkpoint import Checkpoint, CheckpointGuard, open_checkpoint
 from audit_log.compact import CompactRange
 from audit_log.errors import AuditLogError, TreeStateError
@@ -67,7 +68,7 @@ from audit_log.storage import (
     WitnessRecord,
 )
 from zhida.db import Database, utcnow
-from zhida.db.engine import translated_errors
+from zhida.db.engine import translate_error, translated_errors
 from zhida.errors import Aborted
 
 _EVENT = cast(Table, AuditEventRow.__table__)
@@ -83,6 +84,11 @@ _COPY_TYPES = ("int8", "bytea", "timestamptz", *("varchar",) * 7)
 _RAW_EVENTS = (
     f"SELECT {', '.join(_EVENT_COLUMNS)} FROM audit_event "  # noqa: S608 (constants)
     "WHERE idx >= :start AND idx < :end ORDER BY idx"
+)
+_SQLITE_TREE_STATE = "SELECT state FROM audit_tree WHERE id = ?"
+_SQLITE_TREE_UPDATE = (
+    "UPDATE audit_tree SET size = ?, root_hash = ?, state = ?, updated_at = ? "
+    "WHERE id = ? AND size = ?"
 )
 _SEARCH_FIELDS = ("organisation", "subject", "resource", "licence_id", "holder_ref")
 
@@ -186,6 +192,8 @@ class SqlLogStorage:
     def append(self, events: Sequence[EncodedEvent], /) -> int:
         if not events:
             raise ValueError("append needs at least one event")
+        if self._dialect == "sqlite":
+            return self._append_sqlite(events)
         with self._transaction() as conn:
             tree = self._lock_tree(conn)
             first = tree.size
@@ -210,6 +218,57 @@ class SqlLogStorage:
             )
             if moved.rowcount != 1:
                 raise TreeStateError("the tree moved under its lock")
+        return first
+
+    def _append_sqlite(self, events: Sequence[EncodedEvent]) -> int:
+        """:meth:`append` on SQLite straight through the driver.
+
+        The same transaction as the SQLAlchemy path (BEGIN IMMEDIATE, tree row
+        re-read under the lock, rows, tree update, FULL-synchronous commit, all
+        or nothing) without its per-statement work: this runs once per batch,
+        in the writer thread, holding the GIL the serving loop needs.
+        """
+        try:
+            raw = self.database.engine.raw_connection()
+        except Exception as error:
+            raise (translate_error(error) or error) from error
+        driver: sqlite3.Connection = raw.driver_connection  # type: ignore[assignment]
+        try:
+            driver.execute("PRAGMA synchronous=FULL")  # outside the transaction
+            driver.execute("BEGIN IMMEDIATE")
+            try:
+                row = driver.execute(_SQLITE_TREE_STATE, (TREE_ROW_ID,)).fetchone()
+                if row is None:
+                    raise TreeStateError("the audit_tree row is missing")
+                tree = CompactRange.from_bytes(as_bytes(row[0]))
+                first = tree.size
+                nodes: list[tuple[int, bytes]] = []
+                for encoded in events:
+                    nodes.extend((flat_id(n), n.hash) for n in tree.append(encoded.leaf_hash))
+                rows = [self._event_row(first + i, e) for i, e in enumerate(events)]
+                insert_driver_rows(driver, "audit_event", _EVENT_COLUMNS, rows)
+                insert_driver_rows(driver, "audit_node", ("id", "hash"), nodes)
+                now = utcnow().replace(tzinfo=None).isoformat(" ", "microseconds")
+                moved = driver.execute(
+                    _SQLITE_TREE_UPDATE,
+                    (tree.size, tree.root(), tree.to_bytes(), now, TREE_ROW_ID, first),
+                )
+                if moved.rowcount != 1:
+                    raise TreeStateError("the tree moved under its lock")
+                driver.execute("COMMIT")
+            except BaseException:
+                with suppress(Exception):
+                    driver.execute("ROLLBACK")
+                raise
+            finally:
+                with suppress(Exception):  # the pool's next user gets the node default
+                    driver.execute("PRAGMA synchronous=NORMAL")
+        except sqlite3.Error as error:
+            raw.invalidate()
+            wrapped = sa_exc.DBAPIError.instance(None, None, error, sqlite3.Error)
+            raise (translate_error(wrapped) or wrapped) from error
+        finally:
+            raw.close()
         return first
 
     def _event_row(self, index: int, encoded: EncodedEvent) -> tuple[Any, ...]:

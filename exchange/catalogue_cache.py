@@ -233,7 +233,8 @@ class Freshness:
         self.full_refreshes = 0
         self.quick_refreshes = 0
 
-    async def wait(self) -> None:
+    def quick(self) -> bool:
+        """Made fresh now without leaving the loop (see :meth:`wait`); False: await it."""
         if (
             self._quick is not None
             and self._running is None
@@ -242,6 +243,11 @@ class Freshness:
             and self._quick()
         ):
             self.quick_refreshes += 1
+            return True
+        return False
+
+    async def wait(self) -> None:
+        if self.quick():
             return
         turn = self._next
         if turn is None:

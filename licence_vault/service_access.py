@@ -23,7 +23,7 @@ from typing import Any
 
 from audit_log.events import Action, AuditEvent, Outcome
 from licence_vault.fetch_batcher import FetchBatcher
-from licence_vault.model import FetchBasis
+from licence_vault.model import FetchBasis, Licence, LicenceStatus
 from licence_vault.service_base import MAX_PAGE, ServiceBase, actor_of, holder_of
 from licence_vault.vault import FetchRequest, FetchResult
 from licence_vault.wire import (
@@ -186,7 +186,7 @@ class AccessHandlers(ServiceBase):
             consent_id=result.consent.consent_id if result.consent else "",
             licences=[
                 pb.FetchedLicence(
-                    licence=licence_message(item.licence, item.status),
+                    licence=_licence_pb(item.licence, item.status),
                     status=STATUS_NUMBERS[item.status],
                     jws=item.jws or "",
                     annotated_pdf=item.pdf or b"",
@@ -243,6 +243,30 @@ class AccessHandlers(ServiceBase):
             uses=[annotation_message(use) for _cursor, use in page],
             next_page_token=str(page[-1][0]) if more and page else "",
         )
+
+
+_LICENCE_PB: dict[tuple[object, ...], pb.Licence] = {}
+_LICENCE_PB_MAX = 4096
+
+
+def _licence_pb(licence: Licence, status: LicenceStatus) -> pb.Licence:
+    """``licence_message``, remembered: a licence version is fetched again and again.
+
+    The key holds everything the message shows that can change for a stored
+    version (status and its reason and time); the rest is fixed by the version,
+    whose signed JWS digest is in the key too.
+    """
+    key = (
+        licence.licence_id, licence.version, licence.jws_digest, licence.pdf_digest,
+        licence.status, status, licence.status_reason, licence.status_changed_at,
+        licence.status_idx, licence.status_uri,
+    )  # fmt: skip
+    message = _LICENCE_PB.get(key)
+    if message is None:
+        if len(_LICENCE_PB) >= _LICENCE_PB_MAX:
+            _LICENCE_PB.clear()
+        message = _LICENCE_PB[key] = licence_message(licence, status)
+    return message
 
 
 def _printable(text: str, limit: int = 128) -> str | None:

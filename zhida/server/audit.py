@@ -76,6 +76,10 @@ class AuditRecorder:
         """Append an event (see :meth:`event`) and wait until it is durable; its index."""
         return await self.log.append_async(self.event(action, **fields))
 
+    async def record_many(self, *records: tuple[Action, EventFields]) -> list[int]:
+        """Append several events at once (one queue entry); wait until all are durable."""
+        return await self.log.append_many_async([self.event(a, **f) for a, f in records])
+
     async def denied(self, method: str, reason: str) -> None:
         """Record a call refused for its credential or its role (``auth.failure``)."""
         await self.record(

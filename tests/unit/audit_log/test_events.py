@@ -75,6 +75,10 @@ def test_times_are_normalised_to_utc() -> None:
         ({"holder_ref": "42010219900101001X"}, "holder_ref"),
         ({"resource": "x" * 513}, "resource"),
         ({"details": {"Bad-Key": "v"}}, "details['Bad-Key']"),
+        ({"details": {"kind": "a\x00b"}}, "details.kind"),
+        ({"details": {"kind": ""}}, "details.kind"),
+        ({"details": {"kind": "x" * 513}}, "details.kind"),
+        ({"details": {f"k{i}": "v" for i in range(33)}}, "details"),
         ({"time": datetime(2025, 1, 1)}, "time"),
     ],
 )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Sequence
 
 import pytest
@@ -82,6 +83,30 @@ def test_async_appends_from_many_tasks(database: Database) -> None:
     sequencer.close()
     assert sorted(indices) == list(range(300))
     assert sequencer.stats.batches <= 10
+
+
+def test_append_many_async_queues_together_and_returns_indices_in_order(
+    database: Database,
+) -> None:
+    sequencer = Sequencer(SqlLogStorage(database), max_batch=100, max_delay=0.002)
+
+    async def main() -> list[list[int]]:
+        pairs = [[make_event(2 * i), make_event(2 * i + 1)] for i in range(20)]
+        return list(await asyncio.gather(*(sequencer.append_many_async(p) for p in pairs)))
+
+    results = asyncio.run(main())
+    sequencer.close()
+    assert all(b == a + 1 for a, b in results)  # one queue entry: adjacent leaves
+    assert sorted(i for pair in results for i in pair) == list(range(40))
+
+
+def test_blocking_append_many_does_not_wait_for_company(database: Database) -> None:
+    # A caller that already batched and blocks cannot add more: no max_delay for it.
+    sequencer = Sequencer(SqlLogStorage(database), max_batch=100, max_delay=5.0)
+    started = time.monotonic()
+    assert sequencer.append_many([make_event(i) for i in range(3)], timeout=10) == [0, 1, 2]
+    assert time.monotonic() - started < 2.5
+    sequencer.close()
 
 
 class _FlakyStorage:

@@ -10,6 +10,8 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.dialects import sqlite
 
+import audit_log.bulk
+import audit_log.sql
 from audit_log.compact import CompactRange, MemoryNodeStore
 from audit_log.events import Action, Outcome
 from audit_log.hashes import leaf_hash
@@ -148,3 +150,28 @@ def test_sqlite_rows_bind_time_like_the_column_type() -> None:
     for when in (T0, T0.replace(microsecond=123456)):
         row = SqlLogStorage._event_row(fake, 0, EncodedEvent.of(make_event(0, time=when)))  # type: ignore[arg-type]
         assert row[2] == bind(when)
+
+
+def test_a_sqlite_batch_failing_after_its_event_rows_writes_nothing(
+    database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if database.dialect != "sqlite":
+        pytest.skip("the driver-level append is SQLite's")
+    storage = SqlLogStorage(database)
+    _fill(storage, 5)
+    before = storage.tree_head()
+    real = audit_log.bulk.insert_driver_rows
+
+    def nodes_fail(conn: Any, table: str, columns: Any, rows: Any) -> None:
+        if table == "audit_node":
+            raise RuntimeError("disk on fire")
+        real(conn, table, columns, rows)
+
+    monkeypatch.setattr(audit_log.sql, "insert_driver_rows", nodes_fail)
+    with pytest.raises(RuntimeError, match="disk on fire"):
+        storage.append([EncodedEvent.of(make_event(i)) for i in range(5, 10)])
+    monkeypatch.undo()
+    assert storage.tree_head() == before
+    with database.session() as s:
+        assert s.scalar(select(func.count()).select_from(AuditEventRow)) == 5
+    assert storage.append([EncodedEvent.of(make_event(5))]) == 5

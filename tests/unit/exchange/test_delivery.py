@@ -94,6 +94,9 @@ class Recorder:
         self.events.append((action, fields))
         return len(self.events)
 
+    async def record_many(self, *records: tuple[Action, Any]) -> list[int]:
+        return [await self.record(action, **fields) for action, fields in records]
+
 
 class ListStore:
     def __init__(self) -> None:
