@@ -1,4 +1,8 @@
-"""LicenceVaultService on a real ``zhida serve`` process: the whole story and every refusal."""
+"""LicenceVaultService on a real ``zhida serve`` process: the whole story and every refusal.
+
+Everything runs twice: on the embedded default (SQLite, blob files) and on
+PostgreSQL with SeaweedFS S3 (licence PDFs in the bucket).
+"""
 
 from __future__ import annotations
 
@@ -13,7 +17,8 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from licence_vault.status_list import verify_status_list_token
 from licence_vault.types import BUSINESS_LICENCE, DRUG_BUSINESS_PERMIT, FOOD_BUSINESS_PERMIT
 from signing.trust import ChainVerifier, TrustBundle
-from tests.fixtures.node import NodeHandle
+from tests.fixtures.node import NodeFactory, NodeHandle
+from tests.fixtures.postgres import reset_pg_schema
 from tests.unit.licence_vault.support import (
     JIANGAN_SAMR,
     OTHER_APP,
@@ -83,6 +88,16 @@ class Parties:
         self.other_app = node.auth(role=Role.APPLICATION, org=OTHER_APP, subject="other")
         self.holder = node.auth(role=Role.HOLDER, org=RESTAURANT, subject=RESTAURANT)
         self.auditor = node.auth(role=Role.AUDITOR, subject="auditor")
+
+
+@pytest.fixture(scope="module", params=["sqlite-files", "postgresql-s3"])
+def node(request: pytest.FixtureRequest, node_factory: NodeFactory) -> NodeHandle:
+    """The embedded default, then the production backends: PostgreSQL and SeaweedFS S3."""
+    if request.param == "sqlite-files":
+        return node_factory.start(name="vault-embedded")
+    reset_pg_schema(request.getfixturevalue("pg_database_url"))
+    handle: NodeHandle = request.getfixturevalue("pg_s3_node")
+    return handle
 
 
 @pytest.fixture(scope="module")
