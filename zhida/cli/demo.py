@@ -1,4 +1,4 @@
-"""``zhida demo``: run the end-to-end story on the embedded default (what `make demo` runs)."""
+"""``zhida demo``: the end-to-end story on the local four-level federation (`make demo`)."""
 
 from __future__ import annotations
 

@@ -1,30 +1,38 @@
 """Demo chapter: the data exchange — apply, approve fewer items, receive only those, a refusal.
 
 武汉市公安局 keeps its 居民户籍登记信息 (conditional sharing; 人像照片 on the
-negative list) in the node's hosted provider and uploads a snapshot, photos
-included. 江岸区政务服务和大数据管理局, a county department, applies for six
-items of it for 新生儿出生一件事; nothing flows before a decision. The
-police's admin finds the request among the pending ones and approves three
-items for a shorter period; the county department then receives records, by
-key and as a stream, carrying those three items only. Its application for
-人像照片 is refused with the negative list's legal basis.
+negative list) at its own node, 武汉 (420100): it publishes the resource
+there and uploads a snapshot, photos included, to that node's hosted
+provider. 江岸区政务服务和大数据管理局, a county department, applies at its
+own node for six items of it for 新生儿出生一件事: the county node finds the
+resource's region in its catalogue and forwards the application to 武汉
+(signed caller assertion over mutual TLS); nothing flows before a decision.
+The police's admin finds the request among the pending ones at 武汉 and
+approves three items for a shorter period; the county department then
+receives records through its node — by key, and page by page — carrying
+those three items only. Its application for 人像照片 is refused by 武汉 with
+the negative list's legal basis, the refusal passed back unchanged.
 """
 
 from __future__ import annotations
 
 import base64
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 
 import grpc
 from rich.table import Table
 from stdnum.cn import ric
 
-from catalog_registry.sample_data import DEPARTMENTS, GUOFA_2024_3, PIPL_28
+from catalog_registry import wire as catalog_wire
+from catalog_registry.sample_data import DEPARTMENTS, GUOFA_2024_3, PIPL_28, sample_catalogue
 from exchange.wire import timestamp
 from zhida.auth.principal import Role
-from zhida.client import ErrorDetails, bearer, error_details
-from zhida.demo import DemoContext, DemoError, demo_node
+from zhida.catalog.v1 import catalog_service_pb2 as cpb
+from zhida.catalog.v1 import catalog_service_pb2_grpc as cpb_grpc
+from zhida.client import bearer
+from zhida.demo import CITY, COUNTY, DemoContext, DemoError, demo_node, node_at
+from zhida.demo.support import check_path, hop_path, new_trace, refused, traced
 from zhida.exchange.v1 import exchange_service_pb2 as pb
 from zhida.exchange.v1 import exchange_service_pb2_grpc as pb_grpc
 from zhida.localnode import LocalNode
@@ -33,14 +41,17 @@ from zhida.provider.v1 import data_provider_service_pb2 as ppb
 Metadata = tuple[tuple[str, str], ...]
 HOUSEHOLD = "1-01-001-0000-000002"  # 居民户籍登记信息 of 武汉市公安局, conditional
 POLICE = DEPARTMENTS["wh-police"]
-COUNTY = DEPARTMENTS["ja-gov"]  # 武汉市江岸区政务服务和大数据管理局, 420102
+COUNTY_DEPT = DEPARTMENTS["ja-gov"]  # 武汉市江岸区政务服务和大数据管理局, 420102
+DATA_AUTHORITY = DEPARTMENTS["hb-data"]  # 湖北省数据局: runs the lists
 KEY_ITEM = "公民身份号码"
 ASKED = ("姓名", KEY_ITEM, "性别", "出生日期", "户籍地址", "户主姓名")
 GRANTED = ("姓名", KEY_ITEM, "户籍地址")  # what the admin judges necessary for the matter
 COLUMNS = ("姓名", KEY_ITEM, "性别", "民族", "出生日期", "户籍地址", "户主姓名", "与户主关系",
            "人像照片")  # fmt: skip
 PURPOSE = "新生儿出生一件事：核验新生儿父母的户籍登记信息，办理出生登记"
+TO_CITY = (COUNTY, CITY)
 TIMEOUT = 30.0
+PAGE = 4
 
 # Synthetic households of 江岸区: (name, sex code, birth date, relation to the head).
 _FAMILIES = (
@@ -85,28 +96,52 @@ def _md(node: LocalNode, role: Role, dept_key: str, subject: str) -> Metadata:
     return bearer(token)
 
 
-def _refused(call: Callable[..., object], request: object, md: Metadata) -> ErrorDetails:
-    """The decoded refusal of a call that must fail."""
-    try:
-        call(request, metadata=md, timeout=TIMEOUT)
-    except grpc.RpcError as err:
-        return error_details(err)
-    raise DemoError(f"{request.__class__.__name__} was accepted but must be refused")
-
-
 def chapter(ctx: DemoContext) -> None:
-    node = demo_node(ctx)
-    police = _md(node, Role.DEPARTMENT, "wh-police", "clerk@wh-police")
-    police_admin = _md(node, Role.ADMIN, "wh-police", "admin@wh-police")
-    county = _md(node, Role.DEPARTMENT, "ja-gov", "clerk-liu@ja-gov")
+    county_node, city_node = demo_node(ctx), node_at(ctx, CITY)
+    police = _md(city_node, Role.DEPARTMENT, "wh-police", "clerk@wh-police")
+    police_admin = _md(city_node, Role.ADMIN, "wh-police", "admin@wh-police")
+    authority = _md(city_node, Role.ADMIN, "hb-data", "admin@hb-data")
+    county = _md(county_node, Role.DEPARTMENT, "ja-gov", "clerk-liu@ja-gov")
     rows = residents()
-    with grpc.insecure_channel(node.address) as channel:
-        stub = pb_grpc.ExchangeServiceStub(channel)
-        _upload(ctx, stub, police, rows)
+    with (
+        grpc.insecure_channel(city_node.address) as city_channel,
+        grpc.insecure_channel(county_node.address) as county_channel,
+    ):
+        _publish(ctx, cpb_grpc.CatalogServiceStub(city_channel), police, authority)
+        city = pb_grpc.ExchangeServiceStub(city_channel)
+        stub = pb_grpc.ExchangeServiceStub(county_channel)
+        _upload(ctx, city, police, rows)
         request_id = _apply(ctx, stub, county)
-        _decide(ctx, stub, police_admin, request_id)
+        _decide(ctx, city, police_admin, request_id)
         _receive(ctx, stub, county, rows)
         _negative(ctx, stub, county)
+
+
+def _publish(
+    ctx: DemoContext, stub: cpb_grpc.CatalogServiceStub, police: Metadata, authority: Metadata
+) -> None:
+    """武汉市公安局 publishes its resource at its own node; the lists come first."""
+    spec = next(s for s in sample_catalogue().resources if s.code.text == HOUSEHOLD)
+    stub.RegisterResource(
+        cpb.RegisterResourceRequest(resource=catalog_wire.spec_to_pb(spec)),
+        metadata=police, timeout=TIMEOUT,
+    )  # fmt: skip
+    stub.AddNegativeEntry(
+        cpb.AddNegativeEntryRequest(
+            resource_code=HOUSEHOLD, item_names=["人像照片"], legal_basis=PIPL_28
+        ),
+        metadata=authority, timeout=TIMEOUT,
+    )  # fmt: skip
+    published = stub.PublishResource(
+        cpb.PublishResourceRequest(code=HOUSEHOLD), metadata=police, timeout=TIMEOUT
+    ).resource
+    ctx.console.print(
+        f"{POLICE.name} publishes {HOUSEHOLD} {spec.name} at its own node, 武汉 {CITY} "
+        f"({DATA_AUTHORITY.name} first lists 人像照片 as never released): "
+        f"{cpb.ResourceStatus.Name(published.status).removeprefix('RESOURCE_STATUS_').lower()}"
+    )
+    if published.status != cpb.RESOURCE_STATUS_PUBLISHED:
+        raise DemoError(f"the household resource was not published at 武汉: {published}")
 
 
 def _upload(
@@ -123,9 +158,8 @@ def _upload(
 
     reply = stub.UploadDataset(parts(), metadata=md, timeout=TIMEOUT)
     ctx.console.print(
-        f"{POLICE.name} uploads a snapshot of {HOUSEHOLD} 居民户籍登记信息 to the node's hosted "
-        f"provider: {reply.records_total} records, every item (人像照片 included), "
-        f"version {reply.version}"
+        f"{POLICE.name} uploads a snapshot to the 武汉 node's hosted provider: "
+        f"{reply.records_total} records, every item (人像照片 included), version {reply.version}"
     )
     if reply.records_total != len(rows):
         raise DemoError(f"the hosted dataset holds {reply.records_total} records, not {len(rows)}")
@@ -134,7 +168,7 @@ def _upload(
 def _apply(ctx: DemoContext, stub: pb_grpc.ExchangeServiceStub, county: Metadata) -> str:
     out = ctx.console
     now = datetime.now(UTC)
-    reply = stub.ApplyForData(
+    reply, call = stub.ApplyForData.with_call(
         pb.ApplyForDataRequest(
             resource_code=HOUSEHOLD, items=ASKED, purpose=PURPOSE, legal_basis=GUOFA_2024_3,
             period_start=timestamp(now - timedelta(minutes=1)),
@@ -143,15 +177,18 @@ def _apply(ctx: DemoContext, stub: pb_grpc.ExchangeServiceStub, county: Metadata
         metadata=county, timeout=TIMEOUT,
     )  # fmt: skip
     request = reply.request
+    path = check_path("the application", hop_path(call), TO_CITY)
     out.print(
-        f"{COUNTY.name} ({COUNTY.region_code}) applies for {len(ASKED)} items: {'、'.join(ASKED)}\n"
+        f"{COUNTY_DEPT.name} ({COUNTY_DEPT.region_code}) applies at its own node for "
+        f"{len(ASKED)} items: {'、'.join(ASKED)}\n"
         f"  purpose: {PURPOSE}\n  legal basis: {GUOFA_2024_3}\n"
-        f"  → request {request.id}: [yellow]{_state(request.state)}[/yellow] "
+        f"  routed {path} (the county's catalogue names the resource's region)\n"
+        f"  → request {request.id}: [yellow]{_state(request.state)}[/yellow] at 武汉 "
         "(conditional sharing: waits for the provider's admin)"
     )
     if request.state != pb.SHARE_REQUEST_STATE_SUBMITTED or reply.HasField("grant"):
         raise DemoError(f"a conditional request was not left for a decision: {request}")
-    early = _refused(stub.RequestData, pb.RequestDataRequest(resource_code=HOUSEHOLD), county)
+    early = refused(stub.RequestData, pb.RequestDataRequest(resource_code=HOUSEHOLD), county)
     out.print(f"asking for the data before the decision: [yellow]{early}[/yellow]")
     if (early.code, early.reason) != (grpc.StatusCode.PERMISSION_DENIED, "NO_GRANT"):
         raise DemoError(f"data before a grant: expected PERMISSION_DENIED NO_GRANT, got {early}")
@@ -166,7 +203,7 @@ def _decide(
         pb.ListPendingShareRequestsRequest(), metadata=admin, timeout=TIMEOUT
     ).requests
     names = {d.uscc: d.name for d in DEPARTMENTS.values()}
-    table = Table(title=f"pending requests addressed to {POLICE.name} (its admin's view)")
+    table = Table(title=f"pending requests addressed to {POLICE.name} (its admin's view at 武汉)")
     for col in ("request", "from", "resource", "items asked", "purpose"):
         table.add_column(col, overflow="fold")
     for r in pending:
@@ -186,12 +223,12 @@ def _decide(
     )
     grant, decision = reply.grant, reply.request.decision
     granted = [item for item in ASKED if item in grant.items]
-    refused = [item for item in ASKED if item not in grant.items]
+    not_granted = [item for item in ASKED if item not in grant.items]
     out.print(
         f"the admin of {POLICE.name} approves [green]{len(grant.items)} of {len(ASKED)}[/green] "
         f"items for 30 days instead of 90 (grant {grant.id}):\n"
         f"  granted:     {'、'.join(granted)}\n"
-        f"  not granted: {'、'.join(refused)} (not needed for the matter)"
+        f"  not granted: {'、'.join(not_granted)} (not needed for the matter)"
     )
     if (
         set(grant.items) != set(GRANTED)
@@ -211,36 +248,43 @@ def _receive(
     out = ctx.console
     by_key = {row[KEY_ITEM]: row for row in rows}
     father = rows[0]
-    reply = stub.RequestData(
+    reply, call = stub.RequestData.with_call(
         pb.RequestDataRequest(resource_code=HOUSEHOLD, key=father[KEY_ITEM]),
         metadata=county,
         timeout=TIMEOUT,
     )
+    path = check_path("RequestData", hop_path(call), TO_CITY)
     if len(reply.records) != 1:
         raise DemoError(f"a look-up by key returned {len(reply.records)} records")
     check_minimised(reply.records, by_key)
     out.print(
-        f"RequestData by key {father[KEY_ITEM]}: 1 record, items delivered "
+        f"RequestData by key {father[KEY_ITEM]} ({path}): 1 record, items delivered "
         f"{'、'.join(reply.items_delivered)}"
     )
     if set(reply.items_delivered) != set(GRANTED):
         raise DemoError(f"items delivered {list(reply.items_delivered)}, granted {GRANTED}")
 
     records: list[ppb.Record] = []
-    batches = 0
-    for batch in stub.StreamDataset(
-        pb.StreamDatasetRequest(resource_code=HOUSEHOLD, batch_size=4),
-        metadata=county,
-        timeout=TIMEOUT,
-    ):
-        records.extend(batch.records)
-        batches += 1
+    pages, token = 0, ""
+    while True:  # every page is one forwarded call
+        page, call = stub.RequestData.with_call(
+            pb.RequestDataRequest(resource_code=HOUSEHOLD, page_size=PAGE, page_token=token),
+            metadata=county,
+            timeout=TIMEOUT,
+        )
+        check_path("a page of RequestData", hop_path(call), TO_CITY)
+        records.extend(page.records)
+        pages += 1
+        token = page.next_page_token
+        if not token or pages > len(rows):
+            break
     check_minimised(records, by_key)
     if sorted(r.key for r in records) != sorted(by_key):
-        raise DemoError(f"the stream delivered {len(records)} of {len(rows)} records")
+        raise DemoError(f"the pages delivered {len(records)} of {len(rows)} records")
     out.print(
-        f"StreamDataset: {len(records)} records in {batches} batches; the hosted store holds "
-        f"{len(COLUMNS)} items per record, every record arrived with the {len(GRANTED)} granted"
+        f"RequestData page by page: {len(records)} records in {pages} pages of {PAGE}, each "
+        f"page a forwarded call; the hosted store holds {len(COLUMNS)} items per record, every "
+        f"record arrived with the {len(GRANTED)} granted"
     )
     table = Table(title=f"received by the county (first 4 of {len(records)})")
     for col in GRANTED:
@@ -270,14 +314,19 @@ def _negative(ctx: DemoContext, stub: pb_grpc.ExchangeServiceStub, county: Metad
         period_start=timestamp(now - timedelta(minutes=1)),
         period_end=timestamp(now + timedelta(days=30)),
     )  # fmt: skip
-    refusal = _refused(stub.ApplyForData, application, county)
-    out.print(
-        f"{COUNTY.name} applies for 姓名 and 人像照片: [red]{refusal.code.name} "
-        f"{refusal.reason}[/red] (item {refusal.metadata.get('item', '?')})\n"
-        f"  legal basis: {refusal.metadata.get('legal_basis', '(none given)')}"
-    )
+    trace = new_trace()
+    refusal = refused(stub.ApplyForData, application, (*county, ("x-trace-id", trace)))
     if (refusal.code, refusal.reason) != (grpc.StatusCode.FAILED_PRECONDITION, "NEGATIVE_LISTED"):
         raise DemoError(f"expected FAILED_PRECONDITION NEGATIVE_LISTED, got {refusal}")
+    decided = [e.reason for e in traced(ctx, CITY, trace) if e.reason]
+    if "NEGATIVE_LISTED" not in decided:
+        raise DemoError(f"武汉 did not record the refusal under trace {trace}: {decided}")
+    out.print(
+        f"{COUNTY_DEPT.name} applies for 姓名 and 人像照片: [red]{refusal.code.name} "
+        f"{refusal.reason}[/red] (item {refusal.metadata.get('item', '?')}), refused at 武汉 "
+        f"(in its log under trace {trace}) and passed back unchanged\n"
+        f"  legal basis: {refusal.metadata.get('legal_basis', '(none given)')}"
+    )
     if refusal.metadata.get("item") != "人像照片" or refusal.metadata.get("legal_basis") != PIPL_28:
         raise DemoError(f"the refusal does not name the item and its legal basis: {refusal}")
 

@@ -1,7 +1,9 @@
-"""The demo's exchange chapter on a real node: what it prints holds, and its checks bite.
+"""The demo's exchange chapter on the local federation: what it prints holds, its checks bite.
 
-The chapter needs the county node (foundation chapter) and the published
-sample catalogue (catalogue chapter); the vault chapter is not needed.
+The chapter needs the federation (foundation chapter) and the county's
+published sample catalogue (catalogue chapter); the vault chapter is not
+needed. The provider side runs at the 武汉 node, the county department at
+江岸区: every call of the department is forwarded county → city.
 """
 
 from __future__ import annotations
@@ -18,7 +20,17 @@ from rich.console import Console
 from catalog_registry.sample_data import PIPL_28
 from zhida.auth.principal import Role
 from zhida.client import bearer
-from zhida.demo import DemoContext, DemoError, _chapters, catalog, exchange, foundation
+from zhida.demo import (
+    CITY,
+    DemoContext,
+    DemoError,
+    _chapters,
+    catalog,
+    exchange,
+    foundation,
+    node_at,
+    stop_federation,
+)
 from zhida.exchange.v1 import exchange_service_pb2 as pb
 from zhida.exchange.v1 import exchange_service_pb2_grpc as pb_grpc
 from zhida.provider.v1 import data_provider_service_pb2 as ppb
@@ -33,8 +45,8 @@ def story(tmp_path: Path) -> Iterator[tuple[DemoContext, io.StringIO]]:
         catalog.chapter(ctx)
         yield ctx, text
     finally:
-        codes = {name: node.stop() for name, node in ctx.nodes.items()}
-        assert not any(codes.values()), codes
+        codes = stop_federation(ctx)
+        assert set(codes.values()) == {0}, codes
 
 
 @pytest.mark.integration
@@ -45,28 +57,34 @@ def test_the_exchange_chapter_delivers_only_the_granted_items(
     exchange.chapter(ctx)
     printed = text.getvalue()
     assert "PERMISSION_DENIED NO_GRANT" in printed  # nothing before the decision
+    assert "routed 江岸区 420102 → 武汉市 420100" in printed
     assert "approves 3 of 6 items" in printed
     assert "FAILED_PRECONDITION NEGATIVE_LISTED (item 人像照片)" in printed
     assert PIPL_28[:30] in printed  # the negative list's legal basis, decoded from ErrorInfo
 
-    # Independently of the chapter: the provider's delivery records name the granted items only.
-    node = ctx.nodes["county-420102"]
+    # Independently of the chapter: the provider's delivery records (at 武汉, where the data
+    # is served) name the granted items only.
+    node = node_at(ctx, CITY)
     police = exchange.POLICE
     token = node.mint(Role.ADMIN, organisation=police.uscc, region_code=police.region_code)
     admin = bearer(token)
+    rows = len(exchange.residents())
+    pages = [min(exchange.PAGE, rows - n) for n in range(0, rows, exchange.PAGE)]
     with grpc.insecure_channel(node.address) as channel:
         stub = pb_grpc.ExchangeServiceStub(channel)
         deliveries: list[pb.Delivery] = []
         deadline = time.monotonic() + 10
-        while len(deliveries) < 2 and time.monotonic() < deadline:  # the book is written behind
+        while (
+            len(deliveries) < 1 + len(pages) and time.monotonic() < deadline
+        ):  # the book is written behind
             reply = stub.ListDeliveries(
                 pb.ListDeliveriesRequest(resource_code=exchange.HOUSEHOLD), metadata=admin
             )
             deliveries = list(reply.deliveries)
             time.sleep(0.05)
-    assert sorted(d.record_count for d in deliveries) == [1, len(exchange.residents())]
+    assert sorted(d.record_count for d in deliveries) == sorted([1, *pages])
     assert all(set(d.items) == set(exchange.GRANTED) for d in deliveries)
-    assert {d.requester_org for d in deliveries} == {exchange.COUNTY.uscc}
+    assert {d.requester_org for d in deliveries} == {exchange.COUNTY_DEPT.uscc}
 
 
 def test_a_record_with_an_item_never_granted_fails_the_chapter() -> None:
