@@ -193,6 +193,32 @@ def _grant_exists(grant_id: str) -> AlreadyExists:
 _GRANT_COLUMNS = [c for c in _G.c if c.name != "seq"]
 
 
+def _compare_and_set(
+    s: Session, key: Any, row_id: str, expected: str, values: dict[str, Any]
+) -> None:
+    """Update the row whose ``key`` is ``row_id`` only while its state is ``expected``.
+
+    NotFound (``REQUEST_NOT_FOUND`` / ``GRANT_NOT_FOUND``) for an unknown id,
+    Aborted (``REQUEST_CHANGED`` / ``GRANT_CHANGED``) when the state moved on.
+    """
+    table = key.table
+    done = s.execute(update(table).where(key == row_id, table.c.state == expected).values(**values))
+    if _rowcount(done) > 0:
+        return
+    kind = "request" if table is _Q else "grant"
+    meta = {f"{kind}_id": row_id}
+    state = s.scalar(select(table.c.state).where(key == row_id))
+    if state is None:
+        raise NotFound(
+            f"{kind} {row_id} not found", reason=f"{kind.upper()}_NOT_FOUND", metadata=meta
+        )
+    raise Aborted(
+        f"{kind} {row_id} changed concurrently (now {state})",
+        reason=f"{kind.upper()}_CHANGED",
+        metadata=meta,
+    )
+
+
 class SqlExchangeRepository:
     """Share requests and grants in a :class:`zhida.db.Database`; thread-safe."""
 
@@ -276,24 +302,7 @@ class SqlExchangeRepository:
             version = self._bump(s) if grants else 0  # the feed first: one lock order
             values = _request_values(request)
             del values["request_id"]
-            done = s.execute(
-                update(_Q)
-                .where(_Q.c.request_id == request.id, _Q.c.state == expected_state.value)
-                .values(**values)
-            )
-            if _rowcount(done) == 0:
-                state = s.scalar(select(_Q.c.state).where(_Q.c.request_id == request.id))
-                if state is None:
-                    raise NotFound(
-                        f"request {request.id} not found",
-                        reason="REQUEST_NOT_FOUND",
-                        metadata={"request_id": request.id},
-                    )
-                raise Aborted(
-                    f"request {request.id} changed concurrently (now {state})",
-                    reason="REQUEST_CHANGED",
-                    metadata={"request_id": request.id},
-                )
+            _compare_and_set(s, _Q.c.request_id, request.id, expected_state.value, values)
             self._upsert_grants(s, grants, version)
 
     def pending_requests(self, provider_org: str, limit: int = 100) -> list[ShareRequest]:
@@ -338,24 +347,7 @@ class SqlExchangeRepository:
             values = _grant_values(grant, self._bump(s))
             self._refuse_second_active(s, [grant])
             del values["grant_id"]
-            done = s.execute(
-                update(_G)
-                .where(_G.c.grant_id == grant.id, _G.c.state == expected_state.value)
-                .values(**values)
-            )
-            if _rowcount(done) == 0:
-                state = s.scalar(select(_G.c.state).where(_G.c.grant_id == grant.id))
-                if state is None:
-                    raise NotFound(
-                        f"grant {grant.id} not found",
-                        reason="GRANT_NOT_FOUND",
-                        metadata={"grant_id": grant.id},
-                    )
-                raise Aborted(
-                    f"grant {grant.id} changed concurrently (now {state})",
-                    reason="GRANT_CHANGED",
-                    metadata={"grant_id": grant.id},
-                )
+            _compare_and_set(s, _G.c.grant_id, grant.id, expected_state.value, values)
 
     def iter_grants(self, state: GrantState | None = None) -> Iterator[Grant]:
         last = 0
