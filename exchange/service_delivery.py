@@ -9,7 +9,10 @@
 * ``CreateSubscription`` / ``ListSubscriptions`` / ``CancelSubscription`` /
   ``AcknowledgeChanges`` — :class:`~exchange.subscriptions.Subscriptions`;
   ``ReceiveChanges`` streams a subscription's changes from the cursor given or
-  the acknowledged one, minimised like any delivery; with ``follow`` the stream
+  the acknowledged one, minimised like any delivery (ids are ``<region>-<hex>``: on a
+  federation node the forwarder sends these calls to the node holding the
+  subscription, and StreamDataset / CreateSubscription to the resource's node —
+  ``exchange/federation/targets.py``); with ``follow`` the stream
   stays open and new hosted changes arrive as they are uploaded (at once in
   this process, within a quarter second from other workers).
 * ``UploadDataset`` — :class:`~exchange.subscriptions.HostedUploads`: a header,
@@ -117,7 +120,10 @@ class DeliveryHandlers:
         book = DeliveryBook(DeliveryStore(runtime.database), runtime.executor)
         self.deliverer = Deliverer(ctx, self.providers, book)
         self.subscriptions = Subscriptions(
-            SubscriptionStore(runtime.database), ctx.grants, ctx.clock
+            SubscriptionStore(runtime.database),
+            ctx.grants,
+            ctx.clock,
+            region=config.node.region_code,  # the id names the node holding it (federation)
         )
         self.uploads = HostedUploads(store, ctx.catalogue.get_resource, ctx.clock)
 

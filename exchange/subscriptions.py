@@ -3,7 +3,11 @@
 :class:`Subscriptions` — a department subscribes its organisation to a
 resource it holds a grant for (``PERMISSION_DENIED`` ``NO_GRANT`` /
 ``GRANT_REVOKED`` / ``GRANT_EXPIRED`` otherwise; subscribing again returns
-the existing subscription), lists, cancels and acknowledges. Only the
+the existing subscription), lists, cancels and acknowledges. A subscription's
+id names the node that holds it, ``<region>-<32 hex>`` (the node's region
+code; just the hex on a node constructed without one): a node of the
+federation forwards ReceiveChanges, AcknowledgeChanges and CancelSubscription
+for it there (:func:`exchange.federation.targets.subscription_region`). Only the
 subscriber organisation sees or touches a subscription
 (``PERMISSION_DENIED`` ``NOT_SUBSCRIBER``); a cancelled one delivers nothing
 (``FAILED_PRECONDITION`` ``SUBSCRIPTION_CANCELLED``). An acknowledged cursor
@@ -20,7 +24,7 @@ Every method blocks (database); handlers run them in the I/O pool.
 
 Example::
 
-    subs = Subscriptions(SubscriptionStore(db), ctx.grants, ctx.clock)
+    subs = Subscriptions(SubscriptionStore(db), ctx.grants, ctx.clock, region="420000")
     sub = subs.create(clerk, "1-02-001-0000-000008")
     subs.acknowledge(clerk, sub.id, "42")
 """
@@ -64,11 +68,16 @@ class Subscriptions:
     """Create, list, cancel, acknowledge (see the module docstring)."""
 
     def __init__(
-        self, store: SubscriptionStore, grants: GrantIndex, clock: Callable[[], datetime]
+        self,
+        store: SubscriptionStore,
+        grants: GrantIndex,
+        clock: Callable[[], datetime],
+        region: str = "",
     ) -> None:
         self.store = store
         self._grants = grants
         self._clock = clock
+        self._prefix = f"{region}-" if region else ""
 
     def create(self, principal: Principal, resource_code: str) -> Subscription:
         code = canonical_code(resource_code)
@@ -77,9 +86,9 @@ class Subscriptions:
             if sub.resource_code == code and sub.cancelled_at is None:
                 return sub
         sub = Subscription(
-            id=uuid.uuid4().hex, subscriber_org=principal.organisation, resource_code=code,
-            grant_id=grant.id, acknowledged_cursor="", created_by=principal.subject,
-            created_at=self._clock(),
+            id=self._prefix + uuid.uuid4().hex, subscriber_org=principal.organisation,
+            resource_code=code, grant_id=grant.id, acknowledged_cursor="",
+            created_by=principal.subject, created_at=self._clock(),
         )  # fmt: skip
         self.store.insert(sub)
         return sub

@@ -12,7 +12,7 @@ against this deployment's root) over RFC 8785 canonical JSON:
 * assertion (``typ`` ``zhida-assertion+jws``): ``iss`` (origin region),
   ``aud`` (next hop region), ``jti``, ``iat_ms``, ``exp_ms``, the caller
   (``sub``, ``org``, ``role``, ``region``), ``trace``, ``idem`` (idempotency
-  key), ``target_kind`` + ``target`` (resource code or licence id),
+  key), ``target_kind`` + ``target`` (resource code, licence matter or subscription id),
   ``target_region``, ``digest`` (SHA-256 hex of the canonical request bytes),
   ``deadline_ms``;
 * hop record (``typ`` ``zhida-hop+jws``): ``node`` (the forwarding node),
@@ -71,7 +71,7 @@ DEFAULT_LIFETIME_MS = 60_000
 MAX_LIFETIME_MS = 300_000
 MAX_HOPS = 8
 MAX_CUSTODY_BYTES = 64 << 10
-TARGET_KINDS = frozenset({"resource", "licence"})
+TARGET_KINDS = frozenset({"resource", "licence", "subscription"})
 
 
 class AssertionFailure(enum.StrEnum):

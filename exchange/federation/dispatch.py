@@ -23,9 +23,10 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from typing import Any, cast
 
 import grpc
@@ -154,17 +155,9 @@ class LocalHandlers:
                 reason="METHOD_NOT_SERVED",
                 metadata={"method": method},
             )
-        deserialize = handler.request_deserializer
+        message = _decode(handler, method, request)
         serialize = handler.response_serializer
-        assert deserialize is not None
         assert serialize is not None
-        try:
-            message = deserialize(request)
-        except DecodeError as exc:
-            raise InvalidArgument(
-                f"the forwarded request is not a {method} request: {exc}",
-                reason="FORWARDED_REQUEST_INVALID",
-            ) from None
         tokens = (PRINCIPAL.set(principal), TRACE_ID.set(trace_id), DEADLINE.set(deadline))
         try:
             result = handler.unary_unary(message, cast(Any, LocalContext(deadline)))
@@ -176,3 +169,57 @@ class LocalHandlers:
             PRINCIPAL.reset(tokens[0])
         data: bytes = serialize(result)
         return data
+
+    async def stream(
+        self,
+        method: str,
+        request: bytes,
+        *,
+        principal: Principal,
+        trace_id: str,
+        deadline: float | None,
+    ) -> AsyncGenerator[bytes]:
+        """Run the server-streaming handler of ``method`` as ``principal``; each response's bytes.
+
+        The handler's messages are taken one at a time, as the consumer asks for
+        them (no read-ahead); closing this generator closes the handler's. The
+        call context is set in the consuming task for the stream's life
+        (the serving node's ``ForwardStream`` task). FAILED_PRECONDITION
+        ``METHOD_NOT_SERVED`` when this node does not serve ``method`` as a stream.
+        """
+        handler = self._handlers.get(method)
+        if handler is None or handler.unary_stream is None:
+            raise FailedPrecondition(
+                f"this node does not serve {method} as a stream",
+                reason="METHOD_NOT_SERVED",
+                metadata={"method": method},
+            )
+        message = _decode(handler, method, request)
+        serialize = handler.response_serializer
+        assert serialize is not None
+        PRINCIPAL.set(principal)
+        TRACE_ID.set(trace_id)
+        DEADLINE.set(deadline)
+        responses = handler.unary_stream(message, cast(Any, LocalContext(deadline)))
+        if inspect.isasyncgen(responses):
+            try:
+                async for response in responses:
+                    yield serialize(response)
+            finally:
+                with contextlib.suppress(RuntimeError):  # already closing
+                    await responses.aclose()
+        else:
+            for response in responses:
+                yield serialize(response)
+
+
+def _decode(handler: grpc.RpcMethodHandler[Any, Any], method: str, request: bytes) -> Any:
+    deserialize = handler.request_deserializer
+    assert deserialize is not None
+    try:
+        return deserialize(request)
+    except DecodeError as exc:
+        raise InvalidArgument(
+            f"the forwarded request is not a {method} request: {exc}",
+            reason="FORWARDED_REQUEST_INVALID",
+        ) from None

@@ -42,6 +42,18 @@ serving, once the idempotency store has decided), so its group commit runs
 while the call travels on; it is awaited before the node answers. An error
 that comes back from further along is then recorded in a second event.
 
+**Streams** (``StreamDataset``, ``ReceiveChanges``: :attr:`Forwardable.streaming`)
+take the same way over ``ForwardStream``: :meth:`Federation.route` returns an
+async generator behaviour that calls :meth:`Federation.originate_stream`, and
+:meth:`Federation.handle_stream` makes every check of :meth:`Federation.handle`
+per hop, then relays (:meth:`Federation._relay`) or serves
+(:meth:`~exchange.federation.serving.ServingNode.serve_stream`). Messages are
+relayed one at a time under gRPC flow control; whatever ends a hop's stream
+(done, failed, its caller cancelled) cancels the upstream call, so a client
+that cancels ends the stream at the serving node. No idempotency store and no
+retry: a stream is a read, resumed by the client from its cursor. The serving
+node announces the path in the ``x-zhida-path`` initial metadata.
+
 The replay cache and the idempotency store of a node opened with
 :meth:`Federation.open` are tables of its database
 (:mod:`~exchange.federation.sql_replay`, :mod:`~exchange.federation.sql_idempotency`):
@@ -68,7 +80,7 @@ import random
 import secrets
 import time
 import weakref
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import grpc
@@ -99,6 +111,7 @@ from exchange.federation.targets import (
     Forwardable,
     RegionCache,
     digest_input,
+    header,
     idempotency_header,
     target_region_header,
 )
@@ -126,7 +139,7 @@ TRACE_HEADER = "x-trace-id"
 PATH_TRAILER = "x-zhida-path"
 REPLAYED_TRAILER = "x-zhida-replayed"
 
-Behaviour = Callable[[Any, Any], Awaitable[Any]]
+Behaviour = Callable[[Any, Any], Any]  # a coroutine function, or an async generator function
 
 _FEDERATIONS: weakref.WeakKeyDictionary[object, Federation] = weakref.WeakKeyDictionary()
 
@@ -240,6 +253,8 @@ class Federation:
     def route(self, method: str, handler: grpc.RpcMethodHandler[Any, Any]) -> Behaviour | None:
         """The interceptor hook: a forwarding behaviour for a forwardable unary method."""
         spec = FORWARDABLE.get(method)
+        if spec is not None and spec.streaming:
+            return self._route_stream(spec, handler)
         inner = handler.unary_unary
         if spec is None or inner is None:
             return None
@@ -259,10 +274,43 @@ class Federation:
 
         return behaviour
 
+    def _route_stream(
+        self, spec: Forwardable, handler: grpc.RpcMethodHandler[Any, Any]
+    ) -> Behaviour | None:
+        """The interceptor hook for a server-streaming method: an async generator function."""
+        inner = handler.unary_stream
+        if inner is None:
+            return None
+
+        async def behaviour(request: Any, context: Any) -> AsyncIterator[Any]:
+            target_region = await self._target_region(spec, request, context.invocation_metadata())
+            if target_region is not None and target_region != self.region:
+                try:
+                    local = self.router.route(target_region).kind is RouteKind.LOCAL
+                except ZhidaError:
+                    local = False  # originate_stream refuses it again, and records the refusal
+                if not local:
+                    async for response in self.originate_stream(
+                        spec, request, context, target_region
+                    ):
+                        yield response
+                    return
+            responses = inner(request, context)
+            if hasattr(responses, "__aiter__"):
+                async for response in responses:
+                    yield response
+            else:
+                for response in responses:
+                    yield response
+
+        return behaviour
+
     async def _target_region(self, spec: Forwardable, request: Any, metadata: Any) -> str | None:
         explicit = target_region_header(metadata)
         if explicit is not None:
             return explicit
+        if spec.region_of is not None:
+            return spec.region_of(request)
         if not spec.by_catalogue:
             locate = self.licence_region
             if locate is None:
@@ -353,6 +401,109 @@ class Federation:
         )
         return spec.response_type.FromString(reply.response)
 
+    async def originate_stream(
+        self, spec: Forwardable, request: Any, context: Any, target_region: str
+    ) -> AsyncIterator[Any]:
+        """Open the caller's stream towards ``target_region``; relay its messages one by one.
+
+        The client's deadline, if it set one, is the stream's (less ``hop_reserve_ms``
+        per hop); without one the stream lasts until either side ends it, and the
+        assertion's ``deadline_ms`` (30 s) only bounds the time the stream may take
+        to reach the serving node. No retry: a read stream is resumed by the client
+        from its cursor. The assertion's idempotency key names the stream; nothing
+        is stored under it.
+        """
+        principal = current_principal()
+        trace_id = TRACE_ID.get()
+        data = request.SerializeToString(deterministic=True)
+        remaining = context.time_remaining()
+        now = _now_ms()
+        budget_s = DEFAULT_DEADLINE_SECONDS if remaining is None else remaining
+        deadline_ms = now + int(budget_s * 1000)
+        claims = CallerClaims.of(
+            principal,
+            trace_id=trace_id,
+            idempotency_key="stream-" + secrets.token_urlsafe(12),
+            target_kind=spec.target_kind,
+            target=spec.target(request) or spec.target_kind,
+            target_region=target_region,
+            request=digest_input(spec.method, data),
+            deadline_ms=deadline_ms,
+        )
+        details = {
+            "federation": "origin",
+            "method": spec.method,
+            "target_region": target_region,
+            "stream": "true",
+        }
+        recorded: asyncio.Future[None] | None = None
+        try:
+            plan = self.router.plan(target_region, deadline_ms=deadline_ms, now_ms=now)
+            details["next"] = plan.hop.region
+            lifetime = min(MAX_LIFETIME_MS, max(1_000, deadline_ms - now + 1_000))
+            custody = self.signer.assert_caller(
+                claims, audience=plan.hop.region, lifetime_ms=lifetime
+            )
+            envelope = fpb.ForwardStreamRequest(
+                method=spec.method,
+                request=data,
+                custody=custody.encode(),
+                target_region=target_region,
+            )
+            recorded = self._audit_soon(spec, claims.target, details)
+            timeout = None if remaining is None else plan.timeout_seconds
+            async for message in self._relay(plan, envelope, trace_id, timeout, context):
+                if recorded is not None:  # committed before the caller sees data
+                    await recorded
+                    recorded = None
+                yield spec.response_type.FromString(message)
+        except ZhidaError as error:
+            if recorded is not None:
+                await recorded
+            await self._audit(spec, claims.target, details, error=error)
+            if isinstance(error, RemoteStatus):
+                await answer_remote(context, error, trace_id)
+            raise
+        if recorded is not None:
+            await recorded
+
+    async def _relay(
+        self,
+        plan: Plan,
+        envelope: fpb.ForwardStreamRequest,
+        trace_id: str,
+        timeout: float | None,
+        context: Any,
+    ) -> AsyncIterator[bytes]:
+        """``ForwardStream`` to the next hop; its messages' bytes, one at a time.
+
+        The path the serving node announces (``x-zhida-path`` initial metadata) is
+        passed on to ``context``'s caller. Nothing is read ahead: the next message
+        is asked of the neighbour when the caller has taken this one, so gRPC flow
+        control reaches the serving node. However this generator ends — finished,
+        failed, or closed because the caller went away — the upstream call is
+        cancelled (a no-op once it is over), so the serving node stops reading.
+        """
+        address = plan.hop.address or ""
+        call = self._stub(address).ForwardStream(
+            envelope,
+            timeout=None if timeout is None else max(timeout, 0.001),
+            metadata=((TRACE_HEADER, trace_id),),
+        )
+        try:
+            path = header(await call.initial_metadata(), PATH_TRAILER)
+            if path:
+                await context.send_initial_metadata(((PATH_TRAILER, path),))
+            while True:
+                message = await call.read()
+                if message is grpc.aio.EOF:  # type: ignore[attr-defined]
+                    break
+                yield message.response
+        except grpc.aio.AioRpcError as error:
+            raise neighbour_error(error, plan.hop.region, address) from None
+        finally:
+            call.cancel()
+
     def _backoff(self, attempt: int, deadline_ms: int) -> float | None:
         """Seconds to wait before attempt ``attempt + 1``; None when no retry fits."""
         if attempt >= MAX_ATTEMPTS:
@@ -391,9 +542,9 @@ class Federation:
         recorded: list[asyncio.Future[None]] = []  # this node's event, once it is started
         try:
             spec = FORWARDABLE.get(envelope.method)
-            if spec is None:
+            if spec is None or spec.streaming:
                 raise InvalidArgument(
-                    f"{envelope.method!r} is not forwarded between nodes",
+                    f"{envelope.method!r} is not forwarded between nodes as a unary call",
                     reason="METHOD_NOT_FORWARDABLE",
                 )
             custody = Custody.decode(envelope.custody)
@@ -464,6 +615,116 @@ class Federation:
         else:  # not expected: serve() settles the claim before it answers
             await self._audit(spec, verified.claims.target, details, verified=verified)
         return reply
+
+    # -- the ForwardStream RPC ----------------------------------------------------------------
+    async def handle_stream(
+        self, envelope: fpb.ForwardStreamRequest, context: Any
+    ) -> AsyncIterator[fpb.ForwardStreamResponse]:
+        """Serve one ``ForwardStream`` call: the checks of :meth:`handle`, then relay or serve.
+
+        Per hop: the mTLS peer, the custody chain (signatures, links, digest of method
+        and request, audience, sender, deadline, ``jti`` replay), the envelope against
+        the assertion, the route with the custody path; one ``data.request`` event
+        (``details.stream = true``) with the shared trace id, and a second one when the
+        stream fails. The serving node announces the path in the initial metadata.
+        """
+        received_ms = _now_ms()
+        peer = self.peers.identity(context)
+        if peer is None:
+            raise Unauthenticated(
+                "ForwardStream is served on the federation's mutual-TLS port only",
+                reason="NODE_CERT_REQUIRED",
+            )
+        details = {
+            "federation": "forward",
+            "method": envelope.method,
+            "peer": peer.region_code,
+            "stream": "true",
+        }
+        verified: VerifiedCustody | None = None
+        spec: Forwardable | None = None
+        recorded: asyncio.Future[None] | None = None
+        try:
+            spec = FORWARDABLE.get(envelope.method)
+            if spec is None or not spec.streaming:
+                raise InvalidArgument(
+                    f"{envelope.method!r} is not forwarded between nodes as a stream",
+                    reason="METHOD_NOT_FORWARDABLE",
+                )
+            custody = Custody.decode(envelope.custody)
+            verified = await self.runtime.run_blocking(
+                self.custody.verify,
+                custody,
+                digest_input(envelope.method, envelope.request),
+                peer=peer.region_code,
+            )
+            claims = verified.claims
+            TRACE_ID.set(claims.trace_id)
+            details.update(target_region=claims.target_region, path="→".join(verified.path))
+            if (
+                envelope.target_region != claims.target_region
+                or spec.target_kind != claims.target_kind
+            ):
+                raise AssertionRejected(
+                    AssertionFailure.DIGEST_MISMATCH,
+                    "the ForwardStream envelope differs from the signed assertion",
+                )
+            now = _now_ms()
+            plan = self.router.plan(
+                claims.target_region,
+                deadline_ms=verified.deadline_ms,
+                now_ms=now,
+                path=verified.path,
+            )
+            stream: AsyncIterator[bytes]
+            if plan.hop.kind is RouteKind.LOCAL:
+                details["federation"] = "serve"
+                recorded = self._audit_soon(spec, claims.target, details, verified)
+                path = ",".join([*verified.path, self.region])
+                await context.send_initial_metadata(((PATH_TRAILER, path),))
+                stream = self.serving.serve_stream(spec, envelope, verified)
+            else:
+                details["next"] = plan.hop.region
+                onward = self.signer.forward(
+                    verified,
+                    audience=plan.hop.region,
+                    deadline_ms=plan.deadline_ms,
+                    received_ms=received_ms,
+                )
+                recorded = self._audit_soon(spec, claims.target, details, verified)
+                remaining = context.time_remaining()
+                timeout = (
+                    None if remaining is None else remaining - self.router.hop_reserve_ms / 1000
+                )
+                stream = self._relay(
+                    plan,
+                    fpb.ForwardStreamRequest(
+                        method=envelope.method,
+                        request=envelope.request,
+                        custody=onward.encode(),
+                        target_region=envelope.target_region,
+                    ),
+                    claims.trace_id,
+                    timeout,
+                    context,
+                )
+            async for data in stream:
+                if recorded is not None:  # committed before the first message leaves
+                    await recorded
+                    recorded = None
+                yield fpb.ForwardStreamResponse(response=data)
+        except ZhidaError as error:
+            if isinstance(error, AssertionRejected):
+                details["failure"] = error.failure.value
+            target = verified.claims.target if verified is not None else None
+            if recorded is not None:
+                await recorded
+            await self._audit(spec, target, details, error=error, verified=verified)
+            if isinstance(error, RemoteStatus):
+                await answer_remote(context, error, TRACE_ID.get())
+            raise
+        if recorded is not None:
+            await recorded
 
     def _check_envelope(
         self, envelope: fpb.ForwardRequest, spec: Forwardable, verified: VerifiedCustody

@@ -18,6 +18,14 @@ whose target region is this node's:
    stored, so a retry is answered from the store instead of running twice.
    A failed call releases the key (it changed nothing; a retry may run).
 
+A forwarded **stream** (``ForwardStream``: StreamDataset, ReceiveChanges) is
+served by :meth:`ServingNode.serve_stream`: the same policy check for the
+asserted caller, then the servicer's own generator in-process, message by
+message. There is no idempotency store for a stream: it reads and changes
+nothing (its delivery record is written by the service as for a direct
+call), so a retried stream simply reads again; not shielded either — a
+cancelled stream ends the handler's generator (and its provider read).
+
 The lease is the remaining deadline plus ``LEASE_MARGIN_SECONDS``: a crashed
 attempt does not block its key for longer. This is the async form of
 :func:`~exchange.federation.idempotency.run_once`; the store's calls (a
@@ -36,7 +44,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 
 from exchange.federation.assertion import VerifiedCustody
 from exchange.federation.dispatch import LocalHandlers
@@ -110,6 +118,29 @@ class ServingNode:
         task.add_done_callback(forget)
         response, replayed = await asyncio.shield(task)
         return fpb.ForwardResponse(response=response, path=path, replayed=replayed)
+
+    async def serve_stream(
+        self, spec: Forwardable, envelope: fpb.ForwardStreamRequest, verified: VerifiedCustody
+    ) -> AsyncIterator[bytes]:
+        """The inner stream of ``envelope`` for the caller ``verified`` carries: response bytes.
+
+        PERMISSION_DENIED (this node's policy) before anything runs; then the
+        servicer's messages one at a time (see the module docstring).
+        """
+        principal = verified.principal()
+        authorize(spec.method, principal)
+        stream: AsyncGenerator[bytes] = self.local.stream(
+            spec.method,
+            envelope.request,
+            principal=principal,
+            trace_id=verified.claims.trace_id,
+            deadline=DEADLINE.get(),
+        )
+        try:
+            async for data in stream:
+                yield data
+        finally:
+            await stream.aclose()
 
     async def _at_most_once(
         self,

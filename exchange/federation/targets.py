@@ -1,13 +1,21 @@
 """Which calls travel between federation nodes, and where each one is going (issue 8).
 
-:data:`FORWARDABLE` lists the unary methods a node forwards when their target
-lies in another region, with how to read the target from the request:
+:data:`FORWARDABLE` lists the methods a node forwards when their target lies
+in another region, with how to read the target from the request (``streaming``:
+a server-streaming method, carried by ``ForwardStream`` instead of ``Forward``):
 
-* ``/zhida.exchange.v1.ExchangeService/RequestData`` and ``/ApplyForData`` —
-  target kind ``resource``: the resource code; its region is the resource's
+* ``/zhida.exchange.v1.ExchangeService/RequestData``, ``/ApplyForData``,
+  ``/CreateSubscription`` and the stream ``/StreamDataset`` — target kind
+  ``resource``: the resource code; its region is the resource's
   ``region_code`` in this node's catalogue (which holds other levels'
   resources once catalogue federation has run). A code the catalogue does
   not know stays local (the service answers NOT_FOUND).
+* ``/ReceiveChanges`` (stream), ``/AcknowledgeChanges``, ``/CancelSubscription``
+  — target kind ``subscription``: the subscription lives at the node that
+  serves its resource, and its id names that node's region
+  (``<region>-<32 hex>``, :func:`subscription_region`); an id without a
+  region (made before issue 8 item 5) stays local. ``/ListSubscriptions``
+  names no region: it is forwarded only with ``x-zhida-target-region``.
 * ``/zhida.licence.v1.LicenceVaultService/FetchLicences`` — target kind
   ``licence``: the holding region. ``FetchLicencesRequest`` carries no region
   hint: the caller may name it in the ``x-zhida-target-region`` metadata;
@@ -27,12 +35,15 @@ Example::
     ('resource', '2-03-001-0000-000005')
     >>> target_region_header([("x-zhida-target-region", "430000")])
     '430000'
+    >>> subscription_region("100000-" + "0" * 32), subscription_region("0" * 32)
+    ('100000', None)
     >>> digest_input("/a.B/C", b"xy")
     b'/a.B/C\\nxy'
 """
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections import OrderedDict
@@ -57,6 +68,7 @@ __all__ = [
     "digest_input",
     "header",
     "idempotency_header",
+    "subscription_region",
     "target_region_header",
 ]
 
@@ -78,6 +90,10 @@ class Forwardable:
     """The target named by a request (resource code; matter code for a licence fetch)."""
     by_catalogue: bool
     """True when the target's region comes from the catalogue (a resource code)."""
+    streaming: bool = False
+    """A server-streaming method (``ForwardStream``); otherwise unary (``Forward``)."""
+    region_of: Callable[[Any], str | None] | None = None
+    """The target region read from the request itself (a subscription id), or None."""
 
 
 def _resource(request: Any) -> str:
@@ -86,6 +102,36 @@ def _resource(request: Any) -> str:
 
 def _matter(request: Any) -> str:
     return str(request.matter_code) or "licences"
+
+
+_SUBSCRIPTION_ID = re.compile(r"([0-9]{6})-[0-9a-f]{32}")
+
+
+def subscription_region(subscription_id: str) -> str | None:
+    """The region of the node holding subscription ``subscription_id`` (None: no region in it)."""
+    found = _SUBSCRIPTION_ID.fullmatch(subscription_id)
+    if found is None:
+        return None
+    try:
+        return parse_region(found.group(1)).code
+    except RegionCodeError:
+        return None
+
+
+def _subscription(request: Any) -> str:
+    return str(request.subscription_id) or "subscriptions"
+
+
+def _subscription_region(request: Any) -> str | None:
+    return subscription_region(str(request.subscription_id))
+
+
+def _all_subscriptions(request: Any) -> str:
+    return "subscriptions"
+
+
+def _no_region(request: Any) -> str | None:
+    return None
 
 
 _EXCHANGE = "/zhida.exchange.v1.ExchangeService/"
@@ -110,6 +156,60 @@ FORWARDABLE: Mapping[str, Forwardable] = MappingProxyType(
                 xpb.ApplyForDataResponse,
                 _resource,
                 True,
+            ),
+            Forwardable(
+                _EXCHANGE + "StreamDataset",
+                "resource",
+                xpb.StreamDatasetRequest,
+                xpb.StreamDatasetResponse,
+                _resource,
+                True,
+                streaming=True,
+            ),
+            Forwardable(
+                _EXCHANGE + "CreateSubscription",
+                "resource",
+                xpb.CreateSubscriptionRequest,
+                xpb.CreateSubscriptionResponse,
+                _resource,
+                True,
+            ),
+            Forwardable(
+                _EXCHANGE + "ReceiveChanges",
+                "subscription",
+                xpb.ReceiveChangesRequest,
+                xpb.ReceiveChangesResponse,
+                _subscription,
+                False,
+                streaming=True,
+                region_of=_subscription_region,
+            ),
+            Forwardable(
+                _EXCHANGE + "AcknowledgeChanges",
+                "subscription",
+                xpb.AcknowledgeChangesRequest,
+                xpb.AcknowledgeChangesResponse,
+                _subscription,
+                False,
+                region_of=_subscription_region,
+            ),
+            Forwardable(
+                _EXCHANGE + "CancelSubscription",
+                "subscription",
+                xpb.CancelSubscriptionRequest,
+                xpb.CancelSubscriptionResponse,
+                _subscription,
+                False,
+                region_of=_subscription_region,
+            ),
+            Forwardable(
+                _EXCHANGE + "ListSubscriptions",
+                "subscription",
+                xpb.ListSubscriptionsRequest,
+                xpb.ListSubscriptionsResponse,
+                _all_subscriptions,
+                False,
+                region_of=_no_region,
             ),
             Forwardable(
                 _LICENCE + "FetchLicences",

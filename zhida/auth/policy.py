@@ -152,6 +152,7 @@ RPC_POLICY: Mapping[str, frozenset[Role]] = MappingProxyType(
         "/zhida.exchange.v1.ExchangeService/ListDeliveries": DEPT_ADMIN_AUDITOR,
         # zhida.federation.v1.FederationService: neighbour nodes, over mutual TLS only
         "/zhida.federation.v1.FederationService/Forward": frozenset({Role.NODE}),
+        "/zhida.federation.v1.FederationService/ForwardStream": frozenset({Role.NODE}),
         # zhida.federation.v1.LicenceIndexService (a node: over mutual TLS only, checked there)
         "/zhida.federation.v1.LicenceIndexService/PushLicenceIndex": frozenset({Role.NODE}),
         "/zhida.federation.v1.LicenceIndexService/LocateHolder": frozenset({Role.NODE, Role.ADMIN}),

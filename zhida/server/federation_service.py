@@ -1,6 +1,7 @@
 """``zhida.federation.v1.FederationService``: calls passed between federation nodes (issue 8).
 
-A thin servicer: ``Forward`` hands the envelope to the node's
+A thin servicer: ``Forward`` (unary) and ``ForwardStream`` (server-streaming:
+StreamDataset, ReceiveChanges, relayed message by message) hand the envelope to the node's
 :class:`exchange.federation.forwarder.Federation`, which verifies the peer
 (its client certificate), the chain of custody, the route and the deadline,
 then passes the call on or serves it in-process. The policy table admits
@@ -18,6 +19,7 @@ Example::
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Any
 
 from exchange.federation.forwarder import federation_for
@@ -40,3 +42,14 @@ class FederationService(pb_grpc.FederationServiceServicer):
                 "this node takes no part in a federation", reason="FEDERATION_DISABLED"
             )
         return await federation.handle(request, context)
+
+    async def ForwardStream(
+        self, request: pb.ForwardStreamRequest, context: Any
+    ) -> AsyncIterator[pb.ForwardStreamResponse]:
+        federation = federation_for(self.runtime)
+        if federation is None:
+            raise FailedPrecondition(
+                "this node takes no part in a federation", reason="FEDERATION_DISABLED"
+            )
+        async for response in federation.handle_stream(request, context):
+            yield response

@@ -112,8 +112,9 @@ class ZhidaInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
         self._verifier = verifier
         # Federation (issue 8). ``node_auth``: the caller of a call that came over the
         # mutual-TLS port, from its client certificate (None: not over TLS, so a bearer
-        # token is needed). ``route``: may replace a unary method's behaviour (forwarding
-        # to another node); it runs after authentication and authorisation.
+        # token is needed). ``route``: may replace a unary or server-streaming method's
+        # behaviour (forwarding to another node; for a stream it returns an async generator
+        # function); it runs after authentication and authorisation.
         self._node_auth = node_auth
         self._route = route
         # Called (method, reason) when a call is refused for its credential or role,
@@ -156,8 +157,11 @@ class ZhidaInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
                 self._wrap_behaviour(method, handler.stream_unary), deser, ser
             )
         if handler.response_streaming:
+            stream = handler.unary_stream
+            if self._route is not None and stream is not None:  # once per method, not per call
+                stream = self._route(name, handler) or stream
             return grpc.unary_stream_rpc_method_handler(
-                self._wrap_behaviour(method, handler.unary_stream), deser, ser
+                self._wrap_behaviour(method, stream), deser, ser
             )
         unary = handler.unary_unary
         if self._route is not None and unary is not None:

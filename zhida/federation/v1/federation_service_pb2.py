@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n,zhida/federation/v1/federation_service.proto\x12\x13zhida.federation.v1\"r\n\x0e\x46orwardRequest\x12\x0e\n\x06method\x18\x01 \x01(\t\x12\x0f\n\x07request\x18\x02 \x01(\x0c\x12\x0f\n\x07\x63ustody\x18\x03 \x01(\x0c\x12\x15\n\rtarget_region\x18\x04 \x01(\t\x12\x17\n\x0fidempotency_key\x18\x05 \x01(\t\"C\n\x0f\x46orwardResponse\x12\x10\n\x08response\x18\x01 \x01(\x0c\x12\x0c\n\x04path\x18\x02 \x03(\t\x12\x10\n\x08replayed\x18\x03 \x01(\x08\x32i\n\x11\x46\x65\x64\x65rationService\x12T\n\x07\x46orward\x12#.zhida.federation.v1.ForwardRequest\x1a$.zhida.federation.v1.ForwardResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n,zhida/federation/v1/federation_service.proto\x12\x13zhida.federation.v1\"r\n\x0e\x46orwardRequest\x12\x0e\n\x06method\x18\x01 \x01(\t\x12\x0f\n\x07request\x18\x02 \x01(\x0c\x12\x0f\n\x07\x63ustody\x18\x03 \x01(\x0c\x12\x15\n\rtarget_region\x18\x04 \x01(\t\x12\x17\n\x0fidempotency_key\x18\x05 \x01(\t\"C\n\x0f\x46orwardResponse\x12\x10\n\x08response\x18\x01 \x01(\x0c\x12\x0c\n\x04path\x18\x02 \x03(\t\x12\x10\n\x08replayed\x18\x03 \x01(\x08\"_\n\x14\x46orwardStreamRequest\x12\x0e\n\x06method\x18\x01 \x01(\t\x12\x0f\n\x07request\x18\x02 \x01(\x0c\x12\x0f\n\x07\x63ustody\x18\x03 \x01(\x0c\x12\x15\n\rtarget_region\x18\x04 \x01(\t\")\n\x15\x46orwardStreamResponse\x12\x10\n\x08response\x18\x01 \x01(\x0c\x32\xd3\x01\n\x11\x46\x65\x64\x65rationService\x12T\n\x07\x46orward\x12#.zhida.federation.v1.ForwardRequest\x1a$.zhida.federation.v1.ForwardResponse\x12h\n\rForwardStream\x12).zhida.federation.v1.ForwardStreamRequest\x1a*.zhida.federation.v1.ForwardStreamResponse0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,6 +35,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_FORWARDREQUEST']._serialized_end=183
   _globals['_FORWARDRESPONSE']._serialized_start=185
   _globals['_FORWARDRESPONSE']._serialized_end=252
-  _globals['_FEDERATIONSERVICE']._serialized_start=254
-  _globals['_FEDERATIONSERVICE']._serialized_end=359
+  _globals['_FORWARDSTREAMREQUEST']._serialized_start=254
+  _globals['_FORWARDSTREAMREQUEST']._serialized_end=349
+  _globals['_FORWARDSTREAMRESPONSE']._serialized_start=351
+  _globals['_FORWARDSTREAMRESPONSE']._serialized_end=392
+  _globals['_FEDERATIONSERVICE']._serialized_start=395
+  _globals['_FEDERATIONSERVICE']._serialized_end=606
 # @@protoc_insertion_point(module_scope)

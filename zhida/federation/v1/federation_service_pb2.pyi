@@ -91,3 +91,57 @@ class ForwardResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ForwardResponse: _TypeAlias = ForwardResponse  # noqa: Y015
+
+@_typing.final
+class ForwardStreamRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    METHOD_FIELD_NUMBER: _builtins.int
+    REQUEST_FIELD_NUMBER: _builtins.int
+    CUSTODY_FIELD_NUMBER: _builtins.int
+    TARGET_REGION_FIELD_NUMBER: _builtins.int
+    method: _builtins.str
+    """Full gRPC name of the inner server-streaming method, e.g.
+    "/zhida.exchange.v1.ExchangeService/StreamDataset".
+    """
+    request: _builtins.bytes
+    """The inner request, serialized deterministically."""
+    custody: _builtins.bytes
+    """The chain of custody, as in ForwardRequest.custody."""
+    target_region: _builtins.str
+    """GB/T 2260 code of the region whose node serves the stream."""
+    def __init__(
+        self,
+        *,
+        method: _builtins.str = ...,
+        request: _builtins.bytes = ...,
+        custody: _builtins.bytes = ...,
+        target_region: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["custody", b"custody", "method", b"method", "request", b"request", "target_region", b"target_region"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ForwardStreamRequest: _TypeAlias = ForwardStreamRequest  # noqa: Y015
+
+@_typing.final
+class ForwardStreamResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESPONSE_FIELD_NUMBER: _builtins.int
+    response: _builtins.bytes
+    """One inner response message, serialized."""
+    def __init__(
+        self,
+        *,
+        response: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["response", b"response"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ForwardStreamResponse: _TypeAlias = ForwardStreamResponse  # noqa: Y015

@@ -54,6 +54,11 @@ class FederationServiceStub:
                 request_serializer=zhida_dot_federation_dot_v1_dot_federation__service__pb2.ForwardRequest.SerializeToString,
                 response_deserializer=zhida_dot_federation_dot_v1_dot_federation__service__pb2.ForwardResponse.FromString,
                 _registered_method=True)
+        self.ForwardStream = channel.unary_stream(
+                '/zhida.federation.v1.FederationService/ForwardStream',
+                request_serializer=zhida_dot_federation_dot_v1_dot_federation__service__pb2.ForwardStreamRequest.SerializeToString,
+                response_deserializer=zhida_dot_federation_dot_v1_dot_federation__service__pb2.ForwardStreamResponse.FromString,
+                _registered_method=True)
 
 
 class FederationServiceServicer:
@@ -81,6 +86,19 @@ class FederationServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ForwardStream(self, request, context):
+        """ForwardStream passes one server-streaming call on towards the node of
+        target_region (StreamDataset, ReceiveChanges) and relays its responses
+        back one by one, under gRPC flow control: nothing is buffered beyond the
+        message in hand. A caller that cancels ends the stream at every node up
+        to the serving one. Custody is checked as for Forward; a read stream has
+        no idempotency key (nothing is stored, a retry reads again). The serving
+        node sends the path in the "x-zhida-path" initial metadata.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_FederationServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -88,6 +106,11 @@ def add_FederationServiceServicer_to_server(servicer, server):
                     servicer.Forward,
                     request_deserializer=zhida_dot_federation_dot_v1_dot_federation__service__pb2.ForwardRequest.FromString,
                     response_serializer=zhida_dot_federation_dot_v1_dot_federation__service__pb2.ForwardResponse.SerializeToString,
+            ),
+            'ForwardStream': grpc.unary_stream_rpc_method_handler(
+                    servicer.ForwardStream,
+                    request_deserializer=zhida_dot_federation_dot_v1_dot_federation__service__pb2.ForwardStreamRequest.FromString,
+                    response_serializer=zhida_dot_federation_dot_v1_dot_federation__service__pb2.ForwardStreamResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -132,6 +155,33 @@ class FederationService:
             '/zhida.federation.v1.FederationService/Forward',
             zhida_dot_federation_dot_v1_dot_federation__service__pb2.ForwardRequest.SerializeToString,
             zhida_dot_federation_dot_v1_dot_federation__service__pb2.ForwardResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ForwardStream(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/zhida.federation.v1.FederationService/ForwardStream',
+            zhida_dot_federation_dot_v1_dot_federation__service__pb2.ForwardStreamRequest.SerializeToString,
+            zhida_dot_federation_dot_v1_dot_federation__service__pb2.ForwardStreamResponse.FromString,
             options,
             channel_credentials,
             insecure,

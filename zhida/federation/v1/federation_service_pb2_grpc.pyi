@@ -50,6 +50,15 @@ class FederationServiceStub:
     def __new__(cls, channel: _aio.Channel) -> FederationServiceAsyncStub: ...
     Forward: _grpc.UnaryUnaryMultiCallable[_federation_service_pb2.ForwardRequest, _federation_service_pb2.ForwardResponse]
     """Forward passes one unary call on towards the node of target_region."""
+    ForwardStream: _grpc.UnaryStreamMultiCallable[_federation_service_pb2.ForwardStreamRequest, _federation_service_pb2.ForwardStreamResponse]
+    """ForwardStream passes one server-streaming call on towards the node of
+    target_region (StreamDataset, ReceiveChanges) and relays its responses
+    back one by one, under gRPC flow control: nothing is buffered beyond the
+    message in hand. A caller that cancels ends the stream at every node up
+    to the serving one. Custody is checked as for Forward; a read stream has
+    no idempotency key (nothing is stored, a retry reads again). The serving
+    node sends the path in the "x-zhida-path" initial metadata.
+    """
 
 @_typing.type_check_only
 class FederationServiceAsyncStub(FederationServiceStub):
@@ -73,6 +82,15 @@ class FederationServiceAsyncStub(FederationServiceStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
     Forward: _aio.UnaryUnaryMultiCallable[_federation_service_pb2.ForwardRequest, _federation_service_pb2.ForwardResponse]  # type: ignore[assignment]
     """Forward passes one unary call on towards the node of target_region."""
+    ForwardStream: _aio.UnaryStreamMultiCallable[_federation_service_pb2.ForwardStreamRequest, _federation_service_pb2.ForwardStreamResponse]  # type: ignore[assignment]
+    """ForwardStream passes one server-streaming call on towards the node of
+    target_region (StreamDataset, ReceiveChanges) and relays its responses
+    back one by one, under gRPC flow control: nothing is buffered beyond the
+    message in hand. A caller that cancels ends the stream at every node up
+    to the serving one. Custody is checked as for Forward; a read stream has
+    no idempotency key (nothing is stored, a retry reads again). The serving
+    node sends the path in the "x-zhida-path" initial metadata.
+    """
 
 class FederationServiceServicer(metaclass=_abc_1.ABCMeta):
     """FederationService carries a call from one federation node to the next
@@ -99,5 +117,20 @@ class FederationServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_federation_service_pb2.ForwardResponse, _abc.Awaitable[_federation_service_pb2.ForwardResponse]]:
         """Forward passes one unary call on towards the node of target_region."""
+
+    @_abc_1.abstractmethod
+    def ForwardStream(
+        self,
+        request: _federation_service_pb2.ForwardStreamRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_federation_service_pb2.ForwardStreamResponse], _abc.AsyncIterator[_federation_service_pb2.ForwardStreamResponse]]:
+        """ForwardStream passes one server-streaming call on towards the node of
+        target_region (StreamDataset, ReceiveChanges) and relays its responses
+        back one by one, under gRPC flow control: nothing is buffered beyond the
+        message in hand. A caller that cancels ends the stream at every node up
+        to the serving one. Custody is checked as for Forward; a read stream has
+        no idempotency key (nothing is stored, a retry reads again). The serving
+        node sends the path in the "x-zhida-path" initial metadata.
+        """
 
 def add_FederationServiceServicer_to_server(servicer: FederationServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

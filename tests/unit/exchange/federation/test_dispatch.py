@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
@@ -12,6 +13,8 @@ import pytest
 from exchange.federation.dispatch import LocalAbort, LocalContext, LocalHandlers
 from zhida.auth.principal import Principal, Role
 from zhida.errors import ErrorCode, FailedPrecondition, InvalidArgument, NotFound
+from zhida.exchange.v1 import exchange_service_pb2 as xpb
+from zhida.exchange.v1 import exchange_service_pb2_grpc as xpb_grpc
 from zhida.node.v1 import node_service_pb2 as pb
 from zhida.node.v1 import node_service_pb2_grpc as pb_grpc
 from zhida.server.context import (
@@ -106,3 +109,72 @@ def test_local_context() -> None:
     )  # fmt: skip
     assert ctx.peer() == "in-process"
     assert not ctx.cancelled()
+
+
+class FakeStreams(xpb_grpc.ExchangeServiceServicer):
+    """A server-streaming handler that records what it saw and when it was closed."""
+
+    def __init__(self) -> None:
+        self.produced = 0
+        self.closed = False
+
+    async def StreamDataset(
+        self, request: xpb.StreamDatasetRequest, context: Any
+    ) -> AsyncIterator[xpb.StreamDatasetResponse]:
+        assert current_principal() == CLERK
+        assert current_trace_id() == "t-stream"
+        if request.resource_code == "refuse":
+            raise NotFound("no such dataset", reason="RESOURCE_NOT_FOUND")
+        try:
+            for n in range(request.batch_size):
+                self.produced += 1
+                yield xpb.StreamDatasetResponse(cursor=str(n))
+        finally:
+            self.closed = True
+
+
+def test_a_stream_runs_in_process_one_message_at_a_time() -> None:
+    servicer = FakeStreams()  # type: ignore[abstract]
+    local = LocalHandlers()
+    local.add(xpb_grpc.add_ExchangeServiceServicer_to_server, servicer)
+    method = "/zhida.exchange.v1.ExchangeService/StreamDataset"
+
+    async def scenario() -> list[str]:
+        request = xpb.StreamDatasetRequest(resource_code="x", batch_size=5)
+        stream = local.stream(
+            method, request.SerializeToString(), principal=CLERK, trace_id="t-stream", deadline=None
+        )
+        seen = []
+        async for data in stream:
+            seen.append(xpb.StreamDatasetResponse.FromString(data).cursor)
+            assert servicer.produced == len(seen)  # no read-ahead
+            if len(seen) == 2:
+                break
+        await stream.aclose()  # the consumer went away: the handler's generator is closed
+        return seen
+
+    assert asyncio.run(scenario()) == ["0", "1"]
+    assert servicer.closed
+
+    async def refused() -> None:
+        request = xpb.StreamDatasetRequest(resource_code="refuse")
+        async for _ in local.stream(
+            method, request.SerializeToString(), principal=CLERK, trace_id="t-stream", deadline=None
+        ):
+            pass
+
+    with pytest.raises(NotFound):
+        asyncio.run(refused())
+
+    async def unary_as_stream() -> None:
+        async for _ in local.stream(
+            "/zhida.exchange.v1.ExchangeService/RequestData",
+            b"",
+            principal=CLERK,
+            trace_id="t",
+            deadline=None,
+        ):
+            pass
+
+    with pytest.raises(FailedPrecondition):
+        asyncio.run(unary_as_stream())

@@ -7,11 +7,13 @@ import doctest
 import pytest
 
 from exchange.federation import targets
+from exchange.federation.assertion import TARGET_KINDS
 from exchange.federation.targets import (
     FORWARDABLE,
     RegionCache,
     digest_input,
     idempotency_header,
+    subscription_region,
     target_region_header,
 )
 from zhida.auth.policy import RPC_POLICY
@@ -26,18 +28,58 @@ def test_module_examples() -> None:
     assert result.failed == 0
 
 
-def test_every_forwardable_method_is_a_declared_unary_rpc() -> None:
+def test_every_forwardable_method_is_a_declared_rpc_of_its_kind() -> None:
+    exchange = "/zhida.exchange.v1.ExchangeService/"
     assert set(FORWARDABLE) == {
-        "/zhida.exchange.v1.ExchangeService/RequestData",
-        "/zhida.exchange.v1.ExchangeService/ApplyForData",
+        exchange + "RequestData",
+        exchange + "ApplyForData",
+        exchange + "StreamDataset",
+        exchange + "CreateSubscription",
+        exchange + "ListSubscriptions",
+        exchange + "CancelSubscription",
+        exchange + "ReceiveChanges",
+        exchange + "AcknowledgeChanges",
         "/zhida.licence.v1.LicenceVaultService/FetchLicences",
     }
+    streams = {m for m, spec in FORWARDABLE.items() if spec.streaming}
+    assert streams == {exchange + "StreamDataset", exchange + "ReceiveChanges"}
+    service = xpb.DESCRIPTOR.services_by_name["ExchangeService"]
     for method, spec in FORWARDABLE.items():
         assert method in RPC_POLICY
         assert spec.method == method
+        assert spec.target_kind in TARGET_KINDS
         name = method.rsplit("/", 1)[1]
         assert spec.request_type.DESCRIPTOR.name == f"{name}Request"
         assert spec.response_type.DESCRIPTOR.name == f"{name}Response"
+        if method.startswith(exchange):
+            rpc = service.methods_by_name[name]
+            assert (rpc.server_streaming, rpc.client_streaming) == (spec.streaming, False)
+
+
+def test_a_subscription_names_the_node_holding_it() -> None:
+    hexid = "0123456789abcdef" * 2
+    assert subscription_region(f"100000-{hexid}") == "100000"
+    assert subscription_region(f"420102-{hexid}") == "420102"
+    assert subscription_region(hexid) is None  # made before ids carried a region: local
+    assert subscription_region(f"100000-{hexid}x") is None
+    assert subscription_region(f"999999-{hexid}") is None  # not a region code
+    assert subscription_region("") is None
+    receive = FORWARDABLE["/zhida.exchange.v1.ExchangeService/ReceiveChanges"]
+    request = xpb.ReceiveChangesRequest(subscription_id=f"420000-{hexid}")
+    assert receive.region_of is not None
+    assert (receive.region_of(request), receive.target(request)) == (
+        "420000",
+        request.subscription_id,
+    )
+    listing = FORWARDABLE["/zhida.exchange.v1.ExchangeService/ListSubscriptions"]
+    assert listing.region_of is not None
+    assert listing.region_of(xpb.ListSubscriptionsRequest()) is None  # header only
+    assert listing.target(xpb.ListSubscriptionsRequest()) == "subscriptions"
+    stream = FORWARDABLE["/zhida.exchange.v1.ExchangeService/StreamDataset"]
+    assert (stream.by_catalogue, stream.region_of) == (True, None)
+    assert stream.target(xpb.StreamDatasetRequest(resource_code="1-02-001-0000-000901")) == (
+        "1-02-001-0000-000901"
+    )
 
 
 def test_targets_of_requests() -> None:
