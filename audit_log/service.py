@@ -36,10 +36,12 @@ from audit_log.log import AuditLog
 from audit_log.search import SearchRequest, search_events
 from audit_log.storage import StoredEvent
 from audit_log.witness import CosignResult, Witness, check_child
+from exchange.federation.state import SyncState
+from exchange.federation.witnessing import last_cosigned
 from zhida.audit.v1 import audit_service_pb2 as pb
 from zhida.audit.v1 import audit_service_pb2_grpc as pb_grpc
 from zhida.auth.principal import Role
-from zhida.errors import FieldViolation, InvalidArgument, PermissionDenied
+from zhida.errors import FailedPrecondition, FieldViolation, InvalidArgument, PermissionDenied
 from zhida.server.context import current_principal
 from zhida.server.runtime import NodeRuntime
 
@@ -153,6 +155,8 @@ class AuditService(pb_grpc.AuditServiceServicer):
     async def GetCheckpoint(
         self, request: pb.GetCheckpointRequest, context: Any
     ) -> pb.GetCheckpointResponse:
+        if request.witnessed:
+            return await self._runtime.run_blocking(self._witnessed)
         # Always fresh (it also refreshes the cache the proof defaults use).
         signed = await self._runtime.run_blocking(self.log.require_checkpoint)
         return pb.GetCheckpointResponse(
@@ -161,6 +165,27 @@ class AuditService(pb_grpc.AuditServiceServicer):
             tree_size=signed.checkpoint.size,
             root_hash=signed.checkpoint.root_hash,
             verifier_key=self.log.keys.verifier.vkey(),
+        )
+
+    def _witnessed(self) -> pb.GetCheckpointResponse:
+        """The newest cosigned checkpoint, as the federation's witness client stored it."""
+        cosigned = last_cosigned(SyncState(self._runtime.database))
+        if cosigned is None:
+            raise FailedPrecondition(
+                "no checkpoint of this log has been cosigned by a witness yet",
+                reason="NOT_WITNESSED",
+            )
+        origin = cosigned.note.split("\n", 1)[0]
+        at = Timestamp()
+        at.FromDatetime(datetime.fromtimestamp(cosigned.cosigned_at, UTC))
+        return pb.GetCheckpointResponse(
+            checkpoint=cosigned.note,
+            origin=origin,
+            tree_size=cosigned.size,
+            root_hash=bytes.fromhex(cosigned.root_hash),
+            verifier_key=self.log.keys.verifier.vkey(),
+            witness_key=cosigned.witness_key,
+            cosigned_at=at,
         )
 
     async def GetInclusionProof(

@@ -27,10 +27,12 @@ from exchange.federation.witnessing import Cosigned, last_cosigned
 from licence_vault.types import BUSINESS_LICENCE
 from signing.node_certs import NodeTlsFiles
 from tests.unit.licence_vault.support import RESTAURANT, RESTAURANT_NAME
+from zhida.audit.v1 import audit_service_pb2 as apb
+from zhida.audit.v1 import audit_service_pb2_grpc as apb_grpc
 from zhida.auth.principal import Role
 from zhida.catalog.v1 import catalog_service_pb2 as cpb
 from zhida.catalog.v1 import catalog_service_pb2_grpc as cpb_grpc
-from zhida.client import bearer
+from zhida.client import bearer, error_details
 from zhida.config import Config
 from zhida.db import Database
 from zhida.licence.v1 import licence_vault_service_pb2 as lpb
@@ -207,6 +209,29 @@ def test_the_county_checkpoint_is_cosigned_by_the_city(federation: LocalFederati
     assert checkpoint.size == result.size
     assert checkpoint.origin == "zhida.420102/zhida-420102"
     assert [c.name for c in cosignatures] == ["zhida.420100/zhida-420100"]
+
+    # an auditor asks the county itself for its witnessed checkpoint
+    def audit_stub(region: str) -> tuple[apb_grpc.AuditServiceStub, tuple[tuple[str, str], ...]]:
+        channel = grpc.insecure_channel(federation.nodes[region].address)
+        token = federation.token_for(region, Role.AUDITOR)
+        return apb_grpc.AuditServiceStub(channel), bearer(token)
+
+    stub, md = audit_stub("420102")
+    remote = stub.GetCheckpoint(apb.GetCheckpointRequest(witnessed=True), metadata=md, timeout=10)
+    assert remote.witness_key == witness.vkey()
+    assert remote.cosigned_at.seconds > 0
+    seen, _ = open_cosigned_checkpoint(
+        remote.checkpoint, [log_key], [CosignatureVerifier.from_vkey(witness.vkey())]
+    )
+    assert (seen.size, seen.root_hash, seen.origin) == (
+        remote.tree_size, remote.root_hash, remote.origin,
+    )  # fmt: skip
+    assert remote.tree_size >= result.size
+    national, national_md = audit_stub("100000")  # no parent: nobody witnesses it here
+    with pytest.raises(grpc.RpcError) as refused:
+        national.GetCheckpoint(apb.GetCheckpointRequest(witnessed=True), metadata=national_md)
+    details = error_details(refused.value)
+    assert (details.code, details.reason) == (grpc.StatusCode.FAILED_PRECONDITION, "NOT_WITNESSED")
 
 
 def test_issued_licences_enter_the_node_licence_index(federation: LocalFederation) -> None:

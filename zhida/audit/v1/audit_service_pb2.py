@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"zhida/audit/v1/audit_service.proto\x12\x0ezhida.audit.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc2\x03\n\x05\x45vent\x12\r\n\x05index\x18\x01 \x01(\x04\x12\x0c\n\x04leaf\x18\x02 \x01(\x0c\x12(\n\x04time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06\x61\x63tion\x18\x04 \x01(\t\x12(\n\x07outcome\x18\x05 \x01(\x0e\x32\x17.zhida.audit.v1.Outcome\x12\x0e\n\x06reason\x18\x06 \x01(\t\x12\x14\n\x0corganisation\x18\x07 \x01(\t\x12\x0c\n\x04role\x18\x08 \x01(\t\x12\x0f\n\x07subject\x18\t \x01(\t\x12\x10\n\x08resource\x18\n \x01(\t\x12\x12\n\nlicence_id\x18\x0b \x01(\t\x12\x12\n\nholder_ref\x18\x0c \x01(\t\x12\x0f\n\x07purpose\x18\r \x01(\t\x12\x0e\n\x06matter\x18\x0e \x01(\t\x12\x13\n\x0blegal_basis\x18\x0f \x01(\t\x12\x0c\n\x04node\x18\x10 \x01(\t\x12\x10\n\x08trace_id\x18\x11 \x01(\t\x12\x33\n\x07\x64\x65tails\x18\x12 \x03(\x0b\x32\".zhida.audit.v1.Event.DetailsEntry\x1a.\n\x0c\x44\x65tailsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xc9\x02\n\x13SearchEventsRequest\x12\x14\n\x0corganisation\x18\x01 \x01(\t\x12\x0f\n\x07subject\x18\x02 \x01(\t\x12\x10\n\x08resource\x18\x03 \x01(\t\x12\x12\n\nlicence_id\x18\x04 \x01(\t\x12\x11\n\tholder_id\x18\x05 \x01(\t\x12\x0f\n\x07\x61\x63tions\x18\x06 \x03(\t\x12(\n\x07outcome\x18\x07 \x01(\x0e\x32\x17.zhida.audit.v1.Outcome\x12-\n\tfrom_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12+\n\x07to_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tpage_size\x18\n \x01(\x05\x12\x12\n\npage_token\x18\x0b \x01(\t\x12\x14\n\x0cnewest_first\x18\x0c \x01(\x08\"V\n\x14SearchEventsResponse\x12%\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x15.zhida.audit.v1.Event\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x16\n\x14GetCheckpointRequest\"w\n\x15GetCheckpointResponse\x12\x12\n\ncheckpoint\x18\x01 \x01(\t\x12\x0e\n\x06origin\x18\x02 \x01(\t\x12\x11\n\ttree_size\x18\x03 \x01(\x04\x12\x11\n\troot_hash\x18\x04 \x01(\x0c\x12\x14\n\x0cverifier_key\x18\x05 \x01(\t\"<\n\x18GetInclusionProofRequest\x12\r\n\x05index\x18\x01 \x01(\x04\x12\x11\n\ttree_size\x18\x02 \x01(\x04\"_\n\x19GetInclusionProofResponse\x12\r\n\x05index\x18\x01 \x01(\x04\x12\x11\n\ttree_size\x18\x02 \x01(\x04\x12\x11\n\tleaf_hash\x18\x03 \x01(\x0c\x12\r\n\x05proof\x18\x04 \x03(\x0c\"E\n\x1aGetConsistencyProofRequest\x12\x12\n\nfirst_size\x18\x01 \x01(\x04\x12\x13\n\x0bsecond_size\x18\x02 \x01(\x04\"U\n\x1bGetConsistencyProofResponse\x12\x12\n\nfirst_size\x18\x01 \x01(\x04\x12\x13\n\x0bsecond_size\x18\x02 \x01(\x04\x12\r\n\x05proof\x18\x03 \x03(\x0c\"1\n\x13\x45xportEventsRequest\x12\r\n\x05start\x18\x01 \x01(\x04\x12\x0b\n\x03\x65nd\x18\x02 \x01(\x04\"\x8f\x01\n\x14\x45xportEventsResponse\x12\x12\n\ncheckpoint\x18\x01 \x01(\t\x12$\n\x05\x65vent\x18\x02 \x01(\x0b\x32\x15.zhida.audit.v1.Event\x12\x11\n\tleaf_hash\x18\x03 \x01(\x0c\x12\x11\n\ttree_size\x18\x04 \x01(\x04\x12\x17\n\x0finclusion_proof\x18\x05 \x03(\x0c\"t\n\x17\x43osignCheckpointRequest\x12\x12\n\ncheckpoint\x18\x01 \x01(\t\x12\x10\n\x08old_size\x18\x02 \x01(\x04\x12\x19\n\x11\x63onsistency_proof\x18\x03 \x03(\x0c\x12\x18\n\x10log_verifier_key\x18\x04 \x01(\t\"j\n\x18\x43osignCheckpointResponse\x12\x1b\n\x13\x63osigned_checkpoint\x18\x01 \x01(\t\x12\x13\n\x0b\x63osignature\x18\x02 \x01(\t\x12\x1c\n\x14witness_verifier_key\x18\x03 \x01(\t*Y\n\x07Outcome\x12\x17\n\x13OUTCOME_UNSPECIFIED\x10\x00\x12\x0e\n\nOUTCOME_OK\x10\x01\x12\x12\n\x0eOUTCOME_DENIED\x10\x02\x12\x11\n\rOUTCOME_ERROR\x10\x03\x32\xe5\x04\n\x0c\x41uditService\x12Y\n\x0cSearchEvents\x12#.zhida.audit.v1.SearchEventsRequest\x1a$.zhida.audit.v1.SearchEventsResponse\x12\\\n\rGetCheckpoint\x12$.zhida.audit.v1.GetCheckpointRequest\x1a%.zhida.audit.v1.GetCheckpointResponse\x12h\n\x11GetInclusionProof\x12(.zhida.audit.v1.GetInclusionProofRequest\x1a).zhida.audit.v1.GetInclusionProofResponse\x12n\n\x13GetConsistencyProof\x12*.zhida.audit.v1.GetConsistencyProofRequest\x1a+.zhida.audit.v1.GetConsistencyProofResponse\x12[\n\x0c\x45xportEvents\x12#.zhida.audit.v1.ExportEventsRequest\x1a$.zhida.audit.v1.ExportEventsResponse0\x01\x12\x65\n\x10\x43osignCheckpoint\x12\'.zhida.audit.v1.CosignCheckpointRequest\x1a(.zhida.audit.v1.CosignCheckpointResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"zhida/audit/v1/audit_service.proto\x12\x0ezhida.audit.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc2\x03\n\x05\x45vent\x12\r\n\x05index\x18\x01 \x01(\x04\x12\x0c\n\x04leaf\x18\x02 \x01(\x0c\x12(\n\x04time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06\x61\x63tion\x18\x04 \x01(\t\x12(\n\x07outcome\x18\x05 \x01(\x0e\x32\x17.zhida.audit.v1.Outcome\x12\x0e\n\x06reason\x18\x06 \x01(\t\x12\x14\n\x0corganisation\x18\x07 \x01(\t\x12\x0c\n\x04role\x18\x08 \x01(\t\x12\x0f\n\x07subject\x18\t \x01(\t\x12\x10\n\x08resource\x18\n \x01(\t\x12\x12\n\nlicence_id\x18\x0b \x01(\t\x12\x12\n\nholder_ref\x18\x0c \x01(\t\x12\x0f\n\x07purpose\x18\r \x01(\t\x12\x0e\n\x06matter\x18\x0e \x01(\t\x12\x13\n\x0blegal_basis\x18\x0f \x01(\t\x12\x0c\n\x04node\x18\x10 \x01(\t\x12\x10\n\x08trace_id\x18\x11 \x01(\t\x12\x33\n\x07\x64\x65tails\x18\x12 \x03(\x0b\x32\".zhida.audit.v1.Event.DetailsEntry\x1a.\n\x0c\x44\x65tailsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xc9\x02\n\x13SearchEventsRequest\x12\x14\n\x0corganisation\x18\x01 \x01(\t\x12\x0f\n\x07subject\x18\x02 \x01(\t\x12\x10\n\x08resource\x18\x03 \x01(\t\x12\x12\n\nlicence_id\x18\x04 \x01(\t\x12\x11\n\tholder_id\x18\x05 \x01(\t\x12\x0f\n\x07\x61\x63tions\x18\x06 \x03(\t\x12(\n\x07outcome\x18\x07 \x01(\x0e\x32\x17.zhida.audit.v1.Outcome\x12-\n\tfrom_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12+\n\x07to_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tpage_size\x18\n \x01(\x05\x12\x12\n\npage_token\x18\x0b \x01(\t\x12\x14\n\x0cnewest_first\x18\x0c \x01(\x08\"V\n\x14SearchEventsResponse\x12%\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x15.zhida.audit.v1.Event\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\")\n\x14GetCheckpointRequest\x12\x11\n\twitnessed\x18\x01 \x01(\x08\"\xbd\x01\n\x15GetCheckpointResponse\x12\x12\n\ncheckpoint\x18\x01 \x01(\t\x12\x0e\n\x06origin\x18\x02 \x01(\t\x12\x11\n\ttree_size\x18\x03 \x01(\x04\x12\x11\n\troot_hash\x18\x04 \x01(\x0c\x12\x14\n\x0cverifier_key\x18\x05 \x01(\t\x12\x13\n\x0bwitness_key\x18\x06 \x01(\t\x12/\n\x0b\x63osigned_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"<\n\x18GetInclusionProofRequest\x12\r\n\x05index\x18\x01 \x01(\x04\x12\x11\n\ttree_size\x18\x02 \x01(\x04\"_\n\x19GetInclusionProofResponse\x12\r\n\x05index\x18\x01 \x01(\x04\x12\x11\n\ttree_size\x18\x02 \x01(\x04\x12\x11\n\tleaf_hash\x18\x03 \x01(\x0c\x12\r\n\x05proof\x18\x04 \x03(\x0c\"E\n\x1aGetConsistencyProofRequest\x12\x12\n\nfirst_size\x18\x01 \x01(\x04\x12\x13\n\x0bsecond_size\x18\x02 \x01(\x04\"U\n\x1bGetConsistencyProofResponse\x12\x12\n\nfirst_size\x18\x01 \x01(\x04\x12\x13\n\x0bsecond_size\x18\x02 \x01(\x04\x12\r\n\x05proof\x18\x03 \x03(\x0c\"1\n\x13\x45xportEventsRequest\x12\r\n\x05start\x18\x01 \x01(\x04\x12\x0b\n\x03\x65nd\x18\x02 \x01(\x04\"\x8f\x01\n\x14\x45xportEventsResponse\x12\x12\n\ncheckpoint\x18\x01 \x01(\t\x12$\n\x05\x65vent\x18\x02 \x01(\x0b\x32\x15.zhida.audit.v1.Event\x12\x11\n\tleaf_hash\x18\x03 \x01(\x0c\x12\x11\n\ttree_size\x18\x04 \x01(\x04\x12\x17\n\x0finclusion_proof\x18\x05 \x03(\x0c\"t\n\x17\x43osignCheckpointRequest\x12\x12\n\ncheckpoint\x18\x01 \x01(\t\x12\x10\n\x08old_size\x18\x02 \x01(\x04\x12\x19\n\x11\x63onsistency_proof\x18\x03 \x03(\x0c\x12\x18\n\x10log_verifier_key\x18\x04 \x01(\t\"j\n\x18\x43osignCheckpointResponse\x12\x1b\n\x13\x63osigned_checkpoint\x18\x01 \x01(\t\x12\x13\n\x0b\x63osignature\x18\x02 \x01(\t\x12\x1c\n\x14witness_verifier_key\x18\x03 \x01(\t*Y\n\x07Outcome\x12\x17\n\x13OUTCOME_UNSPECIFIED\x10\x00\x12\x0e\n\nOUTCOME_OK\x10\x01\x12\x12\n\x0eOUTCOME_DENIED\x10\x02\x12\x11\n\rOUTCOME_ERROR\x10\x03\x32\xe5\x04\n\x0c\x41uditService\x12Y\n\x0cSearchEvents\x12#.zhida.audit.v1.SearchEventsRequest\x1a$.zhida.audit.v1.SearchEventsResponse\x12\\\n\rGetCheckpoint\x12$.zhida.audit.v1.GetCheckpointRequest\x1a%.zhida.audit.v1.GetCheckpointResponse\x12h\n\x11GetInclusionProof\x12(.zhida.audit.v1.GetInclusionProofRequest\x1a).zhida.audit.v1.GetInclusionProofResponse\x12n\n\x13GetConsistencyProof\x12*.zhida.audit.v1.GetConsistencyProofRequest\x1a+.zhida.audit.v1.GetConsistencyProofResponse\x12[\n\x0c\x45xportEvents\x12#.zhida.audit.v1.ExportEventsRequest\x1a$.zhida.audit.v1.ExportEventsResponse0\x01\x12\x65\n\x10\x43osignCheckpoint\x12\'.zhida.audit.v1.CosignCheckpointRequest\x1a(.zhida.audit.v1.CosignCheckpointResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,8 +34,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_EVENT_DETAILSENTRY']._loaded_options = None
   _globals['_EVENT_DETAILSENTRY']._serialized_options = b'8\001'
-  _globals['_OUTCOME']._serialized_start=1845
-  _globals['_OUTCOME']._serialized_end=1934
+  _globals['_OUTCOME']._serialized_start=1935
+  _globals['_OUTCOME']._serialized_end=2024
   _globals['_EVENT']._serialized_start=88
   _globals['_EVENT']._serialized_end=538
   _globals['_EVENT_DETAILSENTRY']._serialized_start=492
@@ -45,25 +45,25 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SEARCHEVENTSRESPONSE']._serialized_start=872
   _globals['_SEARCHEVENTSRESPONSE']._serialized_end=958
   _globals['_GETCHECKPOINTREQUEST']._serialized_start=960
-  _globals['_GETCHECKPOINTREQUEST']._serialized_end=982
-  _globals['_GETCHECKPOINTRESPONSE']._serialized_start=984
-  _globals['_GETCHECKPOINTRESPONSE']._serialized_end=1103
-  _globals['_GETINCLUSIONPROOFREQUEST']._serialized_start=1105
-  _globals['_GETINCLUSIONPROOFREQUEST']._serialized_end=1165
-  _globals['_GETINCLUSIONPROOFRESPONSE']._serialized_start=1167
-  _globals['_GETINCLUSIONPROOFRESPONSE']._serialized_end=1262
-  _globals['_GETCONSISTENCYPROOFREQUEST']._serialized_start=1264
-  _globals['_GETCONSISTENCYPROOFREQUEST']._serialized_end=1333
-  _globals['_GETCONSISTENCYPROOFRESPONSE']._serialized_start=1335
-  _globals['_GETCONSISTENCYPROOFRESPONSE']._serialized_end=1420
-  _globals['_EXPORTEVENTSREQUEST']._serialized_start=1422
-  _globals['_EXPORTEVENTSREQUEST']._serialized_end=1471
-  _globals['_EXPORTEVENTSRESPONSE']._serialized_start=1474
-  _globals['_EXPORTEVENTSRESPONSE']._serialized_end=1617
-  _globals['_COSIGNCHECKPOINTREQUEST']._serialized_start=1619
-  _globals['_COSIGNCHECKPOINTREQUEST']._serialized_end=1735
-  _globals['_COSIGNCHECKPOINTRESPONSE']._serialized_start=1737
-  _globals['_COSIGNCHECKPOINTRESPONSE']._serialized_end=1843
-  _globals['_AUDITSERVICE']._serialized_start=1937
-  _globals['_AUDITSERVICE']._serialized_end=2550
+  _globals['_GETCHECKPOINTREQUEST']._serialized_end=1001
+  _globals['_GETCHECKPOINTRESPONSE']._serialized_start=1004
+  _globals['_GETCHECKPOINTRESPONSE']._serialized_end=1193
+  _globals['_GETINCLUSIONPROOFREQUEST']._serialized_start=1195
+  _globals['_GETINCLUSIONPROOFREQUEST']._serialized_end=1255
+  _globals['_GETINCLUSIONPROOFRESPONSE']._serialized_start=1257
+  _globals['_GETINCLUSIONPROOFRESPONSE']._serialized_end=1352
+  _globals['_GETCONSISTENCYPROOFREQUEST']._serialized_start=1354
+  _globals['_GETCONSISTENCYPROOFREQUEST']._serialized_end=1423
+  _globals['_GETCONSISTENCYPROOFRESPONSE']._serialized_start=1425
+  _globals['_GETCONSISTENCYPROOFRESPONSE']._serialized_end=1510
+  _globals['_EXPORTEVENTSREQUEST']._serialized_start=1512
+  _globals['_EXPORTEVENTSREQUEST']._serialized_end=1561
+  _globals['_EXPORTEVENTSRESPONSE']._serialized_start=1564
+  _globals['_EXPORTEVENTSRESPONSE']._serialized_end=1707
+  _globals['_COSIGNCHECKPOINTREQUEST']._serialized_start=1709
+  _globals['_COSIGNCHECKPOINTREQUEST']._serialized_end=1825
+  _globals['_COSIGNCHECKPOINTRESPONSE']._serialized_start=1827
+  _globals['_COSIGNCHECKPOINTRESPONSE']._serialized_end=1933
+  _globals['_AUDITSERVICE']._serialized_start=2027
+  _globals['_AUDITSERVICE']._serialized_end=2640
 # @@protoc_insertion_point(module_scope)

@@ -233,12 +233,21 @@ Global___SearchEventsResponse: _TypeAlias = SearchEventsResponse  # noqa: Y015
 class GetCheckpointRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
+    WITNESSED_FIELD_NUMBER: _builtins.int
+    witnessed: _builtins.bool
+    """When true: the newest checkpoint of this node's log that its parent, the
+    log's witness, cosigned — the signed note with the cosignature line.
+    FAILED_PRECONDITION NOT_WITNESSED until the first cosignature (and on a
+    node with no parent).
+    """
     def __init__(
         self,
+        *,
+        witnessed: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["witnessed", b"witnessed"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -253,6 +262,8 @@ class GetCheckpointResponse(_message.Message):
     TREE_SIZE_FIELD_NUMBER: _builtins.int
     ROOT_HASH_FIELD_NUMBER: _builtins.int
     VERIFIER_KEY_FIELD_NUMBER: _builtins.int
+    WITNESS_KEY_FIELD_NUMBER: _builtins.int
+    COSIGNED_AT_FIELD_NUMBER: _builtins.int
     checkpoint: _builtins.str
     """The C2SP signed note: origin, size, base64 root hash, signature lines."""
     origin: _builtins.str
@@ -262,6 +273,12 @@ class GetCheckpointResponse(_message.Message):
     """The log's note verifier key (name+keyid+key). Pin it; do not trust it
     from the same response on later calls.
     """
+    witness_key: _builtins.str
+    """For a witnessed checkpoint: the witness's cosignature verifier key (pin
+    it from the parent's configuration, not from here) and when it cosigned.
+    """
+    @_builtins.property
+    def cosigned_at(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
         self,
         *,
@@ -270,10 +287,12 @@ class GetCheckpointResponse(_message.Message):
         tree_size: _builtins.int = ...,
         root_hash: _builtins.bytes = ...,
         verifier_key: _builtins.str = ...,
+        witness_key: _builtins.str = ...,
+        cosigned_at: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["cosigned_at", b"cosigned_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["checkpoint", b"checkpoint", "origin", b"origin", "root_hash", b"root_hash", "tree_size", b"tree_size", "verifier_key", b"verifier_key"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["checkpoint", b"checkpoint", "cosigned_at", b"cosigned_at", "origin", b"origin", "root_hash", b"root_hash", "tree_size", b"tree_size", "verifier_key", b"verifier_key", "witness_key", b"witness_key"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
