@@ -8,8 +8,9 @@ national. Then, for each node:
 
 * **witnessed** — every node below national sends its signed checkpoints to
   its parent (``witness_interval_seconds``); the parent checks consistency
-  with what it cosigned before and cosigns. The auditor waits (with a
-  timeout) until a cosigned checkpoint covers the trace's events and checks
+  with what it cosigned before and cosigns. The auditor asks the node for
+  it (``GetCheckpoint`` with ``witnessed``), waiting (with a timeout) until a
+  cosigned checkpoint covers the trace's events, and checks
   the log's signature and the parent's cosignature under the keys of the
   deployment. National has no parent: the auditor itself acts as an outside
   witness — it takes the checkpoint it saw before, checks the national log's
@@ -26,7 +27,9 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from datetime import UTC
 
+import grpc
 from rich.table import Table
 
 from audit_log.checkpoint import (
@@ -45,12 +48,10 @@ from audit_log.merkle import verify_inclusion
 from audit_log.note import Ed25519Verifier
 from audit_log.sql import SqlLogStorage
 from audit_log.verify import verify_log
-from exchange.federation.state import SyncState
-from exchange.federation.witnessing import Cosigned, last_cosigned
 from zhida.audit.v1 import audit_service_pb2 as pb
 from zhida.audit.v1 import audit_service_pb2_grpc as pb_grpc
 from zhida.auth.principal import Role
-from zhida.client import bearer
+from zhida.client import bearer, error_details
 from zhida.db import Database
 from zhida.demo import (
     CITY,
@@ -212,7 +213,7 @@ def _prove(ctx: DemoContext, region: str, events: list[pb.Event]) -> list[str]:
         if region == NATIONAL:
             witnessed = _outside_witness(ctx, stub, auditor, log, log_key)
         else:
-            witnessed = _parent_witness(ctx, region, database, last, log_key)
+            witnessed = _parent_witness(ctx, region, stub, auditor, last, log_key)
         root = witnessed.checkpoint
         if root.size <= last:
             raise DemoError(f"{label(region)}: the witnessed tree ({root.size}) misses {last}")
@@ -246,28 +247,44 @@ def _prove(ctx: DemoContext, region: str, events: list[pb.Event]) -> list[str]:
 
 
 def _parent_witness(
-    ctx: DemoContext, region: str, database: Database, last: int, log_key: Ed25519Verifier
+    ctx: DemoContext,
+    region: str,
+    stub: pb_grpc.AuditServiceStub,
+    auditor: Metadata,
+    last: int,
+    log_key: Ed25519Verifier,
 ) -> Witnessed:
-    """The node's last checkpoint its parent cosigned, once it covers entry ``last``."""
+    """The node's last checkpoint its parent cosigned (asked over gRPC), once it covers ``last``."""
     fed = federation(ctx)
     parent = fed.plans[region].parent
     if parent is None:
         raise DemoError(f"{label(region)} has no parent to witness it")
-    state = SyncState(database)
 
-    def covered() -> Cosigned | None:
-        cosigned = last_cosigned(state)
-        return cosigned if cosigned is not None and cosigned.size > last else None
+    def covered() -> pb.GetCheckpointResponse | None:
+        try:
+            cosigned = stub.GetCheckpoint(
+                pb.GetCheckpointRequest(witnessed=True), metadata=auditor, timeout=10
+            )
+        except grpc.RpcError as err:
+            if error_details(err).reason == "NOT_WITNESSED":
+                return None
+            raise
+        return cosigned if cosigned.tree_size > last else None
 
     cosigned, _ = eventually(
         covered, within=WITNESS_WAIT, what=f"a checkpoint of {label(region)} cosigned by its parent"
     )
-    after = cosigned.cosigned_at - float(ctx.facts.get("trace_at", "0"))
+    after = cosigned.cosigned_at.ToDatetime(tzinfo=UTC).timestamp() - float(
+        ctx.facts.get("trace_at", "0")
+    )
+    # the witness key comes from the parent's own configuration, never from the answer
     witness = keys_for_config(node_at(ctx, parent).config, create=False).cosigner.verifier()
     if cosigned.witness_key != witness.vkey():
         raise DemoError(f"{label(region)} pinned another witness key than {label(parent)}'s")
     try:
-        checkpoint, cosignatures = open_cosigned_checkpoint(cosigned.note, [log_key], [witness])
+        checkpoint, cosignatures = open_cosigned_checkpoint(
+            cosigned.checkpoint, [log_key], [witness]
+        )
     except AuditLogError as exc:
         raise DemoError(f"{label(region)}: the cosigned checkpoint fails: {exc}") from None
     return Witnessed(
