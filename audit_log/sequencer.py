@@ -2,8 +2,8 @@
 
 Callers (threads, or asyncio tasks through :meth:`Sequencer.append_async`)
 encode their event themselves, queue it and wait. One writer thread takes up
-to ``max_batch`` queued events, or whatever arrived within ``max_delay``
-seconds of the oldest one, and hands them to :meth:`LogStorage.append`: one
+to ``max_batch`` queued events, or whatever arrived while it waited for
+company (see below), and hands them to :meth:`LogStorage.append`: one
 transaction for the events, their node hashes and the new tree state. When it
 commits, every caller of the batch gets its leaf index; when it fails, every
 caller gets the error and nothing of the batch is stored. So an action is only
@@ -11,13 +11,17 @@ reported done once its audit event is durable, and throughput is one commit
 (one fsync) per batch rather than per event.
 
 While a batch commits, the next one queues up, so batches grow with the load
-on their own; ``max_delay`` only helps at moderate load. Async callers are
-woken with one ``call_soon_threadsafe`` per event loop per batch, not one per
-event.
+on their own. Waiting for company is adaptive: a commit costs far more than
+an event (an fsync, a WAL page per index), so under load the writer waits,
+at most ``max_delay`` after the oldest queued event, until about
+``target_batch`` events could have arrived at the recent arrival rate; when
+events come further apart than ``max_delay`` (a lone call) it writes at
+once. Async callers are woken with one ``call_soon_threadsafe`` per event
+loop per batch, not one per event.
 
 Example::
 
-    sequencer = Sequencer(storage, max_batch=1024, max_delay=0.002)
+    sequencer = Sequencer(storage, max_batch=1024, max_delay=0.005)
     index = sequencer.append(event)                 # blocks until durable
     index = await sequencer.append_async(event)     # same, from a handler
     sequencer.close()                               # flushes what is queued
@@ -39,7 +43,9 @@ from audit_log.storage import EncodedEvent, LogStorage
 from zhida.errors import ResourceExhausted, Unavailable
 
 DEFAULT_MAX_BATCH = 1024
-DEFAULT_MAX_DELAY = 0.002
+DEFAULT_MAX_DELAY = 0.005
+DEFAULT_TARGET_BATCH = 16
+_RATE_WEIGHT = 0.2  # of the newest interval in the moving average of arrival gaps
 DEFAULT_MAX_QUEUED = 100_000
 
 _Waiter = Future[int] | asyncio.Future[int]
@@ -70,12 +76,20 @@ class Sequencer:
         max_batch: int = DEFAULT_MAX_BATCH,
         max_delay: float = DEFAULT_MAX_DELAY,
         max_queued: int = DEFAULT_MAX_QUEUED,
+        target_batch: int = DEFAULT_TARGET_BATCH,
     ) -> None:
         if max_batch < 1 or max_delay < 0 or max_queued < max_batch:
             raise ValueError("need max_batch >= 1, max_delay >= 0, max_queued >= max_batch")
         self.storage = storage
         self.max_batch = max_batch
         self.max_delay = max_delay
+        self.target_batch = max(1, min(target_batch, max_batch))
+        # Moving average of the seconds between queued events, and whether the
+        # latest one came after a pause of max_delay or more (then it is written
+        # at once: a lone call must not wait for company that is not coming).
+        self._gap = max_delay / self.target_batch  # until arrivals say otherwise
+        self._lone = True
+        self._last_arrival = time.monotonic()
         self.max_queued = max_queued
         self.stats = SequencerStats()
         self._queue: deque[tuple[EncodedEvent, _Waiter, float]] = deque()
@@ -105,11 +119,17 @@ class Sequencer:
                 self._thread.start()
             was_empty = not self._queue
             self._queue.extend((encoded, waiter, now) for encoded, waiter in items)
+            if items:  # long idle spells count as 10 x max_delay: a burst is seen soon
+                pause = now - self._last_arrival
+                self._lone = pause >= self.max_delay
+                interval = min(pause, 10 * self.max_delay) / len(items)
+                self._gap += (interval - self._gap) * _RATE_WEIGHT
+                self._last_arrival = now
             # Wake the writer only when it has something new to decide on.
             if urgent:
                 self._urgent = True
                 self._cond.notify()
-            elif was_empty or len(self._queue) >= self.max_batch:
+            elif was_empty or len(self._queue) >= self.target_batch:
                 self._cond.notify()
 
     def submit(self, event: AuditEvent | EncodedEvent) -> Future[int]:
@@ -164,9 +184,8 @@ class Sequencer:
                 if self._closed:
                     return None
                 self._cond.wait()
-            deadline = self._queue[0][2] + self.max_delay
             while len(self._queue) < self.max_batch and not self._closed and not self._urgent:
-                remaining = deadline - time.monotonic()
+                remaining = self._queue[0][2] + self._patience() - time.monotonic()
                 if remaining <= 0:
                     break
                 self._cond.wait(remaining)
@@ -174,6 +193,13 @@ class Sequencer:
             batch = [self._queue.popleft() for _ in range(count)]
             self._urgent = self._urgent and bool(self._queue)
             return batch
+
+    def _patience(self) -> float:
+        """How long after the oldest queued event company is worth waiting for."""
+        gap = self._gap
+        if self._lone or gap >= self.max_delay:  # nobody is likely to come in time
+            return 0.0
+        return min(self.max_delay, (self.target_batch - len(self._queue)) * gap)
 
     def _run(self) -> None:
         while (batch := self._next_batch()) is not None:

@@ -25,6 +25,7 @@ Example::
 from __future__ import annotations
 
 import sqlite3
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from typing import Any, cast
@@ -68,7 +69,7 @@ from audit_log.storage import (
     WitnessRecord,
 )
 from zhida.db import Database, utcnow
-from zhida.db.engine import translate_error, translated_errors
+from zhida.db.engine import DetachedConnection, translate_error, translated_errors
 from zhida.errors import Aborted
 
 _EVENT = cast(Table, AuditEventRow.__table__)
@@ -90,6 +91,8 @@ _SQLITE_TREE_UPDATE = (
     "UPDATE audit_tree SET size = ?, root_hash = ?, state = ?, updated_at = ? "
     "WHERE id = ? AND size = ?"
 )
+# Moves the row only from the tree this process last committed (size and root).
+_SQLITE_TREE_MOVE = _SQLITE_TREE_UPDATE + " AND root_hash = ?"
 _SEARCH_FIELDS = ("organisation", "subject", "resource", "licence_id", "holder_ref")
 
 
@@ -132,6 +135,16 @@ def _stored_event(row: Any, time: Any = None) -> StoredEvent:
     )  # fmt: skip
 
 
+def _grown(
+    tree: CompactRange, events: Sequence[EncodedEvent]
+) -> tuple[int, list[tuple[int, bytes]], tuple[Any, ...]]:
+    """Append ``events`` to ``tree``: the first index, the new nodes, the tree row's UPDATE."""
+    first = tree.size
+    nodes = [(flat_id(n), n.hash) for e in events for n in tree.append(e.leaf_hash)]
+    now = utcnow().replace(tzinfo=None).isoformat(" ", "microseconds")
+    return first, nodes, (tree.size, tree.root(), tree.to_bytes(), now, TREE_ROW_ID, first)
+
+
 class SqlLogStorage:
     """:class:`audit_log.storage.LogStorage` on a :class:`zhida.db.Database`."""
 
@@ -140,9 +153,18 @@ class SqlLogStorage:
         self._dialect = database.dialect
         self._reader = NodeReader(database)
         self._ensure_tree_row()
+        # The SQLite writer's own connection and the tree it last committed (see
+        # _append_sqlite); None until the first batch, or after a failure.
+        self._writer_lock = threading.Lock()
+        self._writer: sqlite3.Connection | None = None
+        self._own: DetachedConnection | None = None
+        self._borrowed: Any = None
+        self._tree: tuple[CompactRange, bytes] | None = None  # with its root
 
     def close(self) -> None:
-        """Release the proof reader's connections (the Database stays open)."""
+        """Release the writer's and the proof reader's connections (the Database stays open)."""
+        with self._writer_lock:
+            self._drop_writer()
         self._reader.close()
 
     # --- writing ---------------------------------------------------------
@@ -223,53 +245,83 @@ class SqlLogStorage:
     def _append_sqlite(self, events: Sequence[EncodedEvent]) -> int:
         """:meth:`append` on SQLite straight through the driver.
 
-        The same transaction as the SQLAlchemy path (BEGIN IMMEDIATE, tree row
-        re-read under the lock, rows, tree update, FULL-synchronous commit, all
-        or nothing) without its per-statement work: this runs once per batch,
-        in the writer thread, holding the GIL the serving loop needs.
+        The SQLAlchemy path's transaction (BEGIN IMMEDIATE, tree checked under
+        the lock, rows, tree update, FULL-synchronous commit, all or nothing)
+        without its per-statement work, in the writer thread that shares the
+        serving loop's GIL (each statement is a GIL release to win back). It
+        keeps a connection of its own (``synchronous=FULL`` set once, no pool
+        checkout) and the tree it last committed: the UPDATE moves the row only
+        from that tree's size and root, else (another process appended) the
+        stored tree is read under the lock and the batch recomputed.
         """
-        try:
-            raw = self.database.engine.raw_connection()
-        except Exception as error:
-            raise (translate_error(error) or error) from error
-        driver: sqlite3.Connection = raw.driver_connection  # type: ignore[assignment]
-        try:
-            driver.execute("PRAGMA synchronous=FULL")  # outside the transaction
-            driver.execute("BEGIN IMMEDIATE")
+        with self._writer_lock:
+            driver = self._writer
             try:
-                row = driver.execute(_SQLITE_TREE_STATE, (TREE_ROW_ID,)).fetchone()
-                if row is None:
-                    raise TreeStateError("the audit_tree row is missing")
-                tree = CompactRange.from_bytes(as_bytes(row[0]))
-                first = tree.size
-                nodes: list[tuple[int, bytes]] = []
-                for encoded in events:
-                    nodes.extend((flat_id(n), n.hash) for n in tree.append(encoded.leaf_hash))
-                rows = [self._event_row(first + i, e) for i, e in enumerate(events)]
-                insert_driver_rows(driver, "audit_event", _EVENT_COLUMNS, rows)
-                insert_driver_rows(driver, "audit_node", ("id", "hash"), nodes)
-                now = utcnow().replace(tzinfo=None).isoformat(" ", "microseconds")
-                moved = driver.execute(
-                    _SQLITE_TREE_UPDATE,
-                    (tree.size, tree.root(), tree.to_bytes(), now, TREE_ROW_ID, first),
-                )
-                if moved.rowcount != 1:
-                    raise TreeStateError("the tree moved under its lock")
-                driver.execute("COMMIT")
+                if driver is None:
+                    driver = self._writer = self._open_writer()
+                return self._append_on(driver, events)
+            except sqlite3.Error as error:
+                self._drop_writer()
+                wrapped = sa_exc.DBAPIError.instance(None, None, error, sqlite3.Error)
+                raise (translate_error(wrapped) or wrapped) from error
             except BaseException:
-                with suppress(Exception):
-                    driver.execute("ROLLBACK")
+                self._tree = None  # unknown whether the tree moved: read it next time
                 raise
-            finally:
-                with suppress(Exception):  # the pool's next user gets the node default
-                    driver.execute("PRAGMA synchronous=NORMAL")
-        except sqlite3.Error as error:
-            raw.invalidate()
-            wrapped = sa_exc.DBAPIError.instance(None, None, error, sqlite3.Error)
-            raise (translate_error(wrapped) or wrapped) from error
-        finally:
-            raw.close()
+
+    def _open_writer(self) -> sqlite3.Connection:
+        own = self.database.detached_sqlite_connection()
+        if own is None:  # in-memory: the pool's one connection, kept checked out
+            self._borrowed = self.database.engine.raw_connection()
+            driver = cast(sqlite3.Connection, self._borrowed.driver_connection)
+        else:
+            self._own, driver = own, own.driver
+        driver.execute("PRAGMA synchronous=FULL")  # the WAL fsynced at every commit
+        return driver
+
+    def _drop_writer(self) -> None:
+        self._tree = None
+        driver, self._writer = self._writer, None
+        own, self._own = self._own, None
+        borrowed, self._borrowed = self._borrowed, None
+        if own is not None:
+            own.close()
+        if borrowed is not None:  # back to the pool (an in-memory database lives on it)
+            with suppress(Exception):
+                driver.execute("PRAGMA synchronous=NORMAL")  # type: ignore[union-attr]
+            borrowed.close()
+
+    def _append_on(self, driver: sqlite3.Connection, events: Sequence[EncodedEvent]) -> int:
+        driver.execute("BEGIN IMMEDIATE")
+        try:
+            known, self._tree = self._tree, None  # grown in place: kept only once committed
+            tree = known[0] if known is not None else self._read_tree(driver)
+            first, nodes, update = _grown(tree, events)
+            if known is not None:
+                moved = driver.execute(_SQLITE_TREE_MOVE, (*update, known[1]))
+                if moved.rowcount != 1:  # another process appended: start from its tree
+                    known, tree = None, self._read_tree(driver)
+                    first, nodes, update = _grown(tree, events)
+            if known is None:
+                moved = driver.execute(_SQLITE_TREE_UPDATE, update)
+            if moved.rowcount != 1:
+                raise TreeStateError("the tree moved under its lock")
+            rows = [self._event_row(first + i, e) for i, e in enumerate(events)]
+            insert_driver_rows(driver, "audit_event", _EVENT_COLUMNS, rows)
+            insert_driver_rows(driver, "audit_node", ("id", "hash"), nodes)
+            driver.execute("COMMIT")
+        except BaseException:
+            with suppress(Exception):
+                driver.execute("ROLLBACK")
+            raise
+        self._tree = (tree, update[1])
         return first
+
+    @staticmethod
+    def _read_tree(driver: sqlite3.Connection) -> CompactRange:
+        row = driver.execute(_SQLITE_TREE_STATE, (TREE_ROW_ID,)).fetchone()
+        if row is None:
+            raise TreeStateError("the audit_tree row is missing")
+        return CompactRange.from_bytes(as_bytes(row[0]))
 
     def _event_row(self, index: int, encoded: EncodedEvent) -> tuple[Any, ...]:
         e = encoded.event

@@ -295,7 +295,7 @@ class Deliverer:
         provider = self.directory.for_resource(resource)
         context = ppb.DeliveryContext(
             requester_org=principal.organisation, requester_subject=principal.subject,
-            grant_id=grant.id, granted_items=sorted(allowed), purpose=grant.purpose,
+            grant_id=grant.id, granted_items=_in_order(allowed), purpose=grant.purpose,
             trace_id=current_trace_id(),
             node_region_code=self.ctx.runtime.config.node.region_code,
         )  # fmt: skip
@@ -307,6 +307,8 @@ class Deliverer:
         grant = GrantIndex.check(self.ctx.grants, principal.organisation, code, self.ctx.clock())
         resource = await self._resource(code)
         allowed, withheld = self._rule(grant, resource)
+        if grant is r.grant and resource is r.resource and allowed is r.allowed:
+            return r  # the common case: nothing changed since the call arrived
         return replace(r, grant=grant, resource=resource, allowed=allowed, withheld=withheld)
 
     async def _admitted(
@@ -326,7 +328,7 @@ class Deliverer:
             id=f"{self._id_prefix}{next(self._ids):010x}", kind=kind,
             requester_org=principal.organisation, requester_subject=principal.subject,
             provider_org=r.grant.provider_org, resource_code=r.grant.resource_code,
-            grant_id=r.grant.id, items=tuple(sorted(r.allowed)), record_count=count,
+            grant_id=r.grant.id, items=_in_order(r.allowed), record_count=count,
             purpose=r.grant.purpose, trace_id=current_trace_id(), delivered_at=self.ctx.clock(),
         )  # fmt: skip
 
@@ -396,7 +398,7 @@ class Deliverer:
             raise
         reply.grant_id = r.grant.id
         del reply.items_delivered[:]
-        reply.items_delivered.extend(sorted(r.allowed))
+        reply.items_delivered.extend(_in_order(r.allowed))
         del reply.items_withheld[:]
         for item, basis in sorted(r.withheld.items()):
             reply.items_withheld.add(item=item, legal_basis=basis)
@@ -466,6 +468,19 @@ class Deliverer:
         batches = r.provider.changes(code, cursor, follow, r.context)
         async for batch in self._released(principal, r, "subscription", batches, changes=True):
             yield batch
+
+
+_ORDERED: dict[frozenset[str], tuple[str, ...]] = {}
+
+
+def _in_order(allowed: frozenset[str]) -> tuple[str, ...]:
+    """``tuple(sorted(allowed))``, remembered (a grant's items are sorted on every call)."""
+    found = _ORDERED.get(allowed)
+    if found is None:
+        if len(_ORDERED) > 4096:
+            _ORDERED.clear()
+        found = _ORDERED[allowed] = tuple(sorted(allowed))
+    return found
 
 
 def _check_filters(filters: Any, allowed: frozenset[str]) -> None:

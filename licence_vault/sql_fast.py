@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
+import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, date, datetime
@@ -33,7 +34,7 @@ from sqlalchemy import exc
 from licence_vault.model import UseRecord
 from licence_vault.sql_rows import use_values
 from zhida.db import Database
-from zhida.db.engine import translate_error
+from zhida.db.engine import DetachedConnection, translate_error
 
 __all__ = ["DriverPaths"]
 
@@ -130,16 +131,50 @@ class DriverPaths:
     """The fetch batch's reads and writes on the pooled driver connections."""
 
     def __init__(self, database: Database) -> None:
+        self._database = database
         self._engine = database.engine
         self._sqlite = database.dialect == "sqlite"
         self._mark = "?" if self._sqlite else "%s"
         self._dbapi: Any = self._engine.dialect.dbapi
+        # SQLite: a connection of this store's own, for whichever thread finds it free
+        # (in practice the fetch batch thread, two transactions per batch): no pool
+        # checkout and return per transaction. Busy or absent: the pool as before.
+        self._own: DetachedConnection | None = None
+        self._own_lock = threading.Lock()
+
+    def release(self) -> None:
+        """Close the store's own connection (the next transaction opens a new one)."""
+        with self._own_lock:
+            own, self._own = self._own, None
+        if own is not None:
+            own.close()
+
+    @contextmanager
+    def _connection(self) -> Iterator[tuple[Any, bool]]:
+        """A driver connection (and whether it is the store's own) for one transaction."""
+        if self._sqlite and self._own_lock.acquire(blocking=False):
+            try:
+                if self._own is None:
+                    self._own = self._database.detached_sqlite_connection()
+                if self._own is not None:  # None: in-memory, the pool's one connection
+                    yield self._own.driver, True
+                    return
+            finally:
+                self._own_lock.release()
+        try:
+            raw = self._engine.raw_connection()
+        except exc.SQLAlchemyError as error:
+            raise (translate_error(error) or error) from error
+        try:
+            yield raw, False
+        finally:
+            raw.close()
 
     @contextmanager
     def _transaction(
         self, sqlite_begin: str, pg_first: str, *, sqlite_full: bool = False
     ) -> Iterator[Any]:
-        """A cursor in a transaction on a pooled connection; commits unless the block raises.
+        """A cursor in a transaction on a driver connection; commits unless the block raises.
 
         SQLite connections run in autocommit mode (``zhida.db``), so the
         transaction is explicit (``sqlite_begin``); psycopg begins one itself
@@ -147,38 +182,36 @@ class DriverPaths:
         (the WAL fsynced; a per-connection pragma, set outside the transaction
         and reset after it). A driver error becomes its zhida error.
         """
-        try:
-            raw = self._engine.raw_connection()
-        except exc.SQLAlchemyError as error:
-            raise (translate_error(error) or error) from error
-        try:
-            cur = raw.cursor()
-            if sqlite_full:
-                cur.execute("PRAGMA synchronous=FULL")
+        with self._connection() as (raw, own):
             try:
-                cur.execute(sqlite_begin if self._sqlite else pg_first)
-                try:
-                    yield cur
-                except BaseException:
-                    self._rollback(raw, cur)
-                    raise
-                if self._sqlite:
-                    cur.execute("COMMIT")
-                else:
-                    raw.commit()
-            finally:
+                cur = raw.cursor()
                 if sqlite_full:
-                    self._quietly(cur, "PRAGMA synchronous=NORMAL")  # the node default
-                cur.close()
-        except self._dbapi.Error as error:
-            self._rollback(raw, None)
-            broken = (self._dbapi.OperationalError, self._dbapi.InterfaceError)
-            if not self._sqlite and isinstance(error, broken):
-                raw.invalidate()  # the connection may be gone: the pool opens a new one
-            wrapped = exc.DBAPIError.instance(None, None, error, self._dbapi.Error)
-            raise (translate_error(wrapped) or wrapped) from error
-        finally:
-            raw.close()
+                    cur.execute("PRAGMA synchronous=FULL")
+                try:
+                    cur.execute(sqlite_begin if self._sqlite else pg_first)
+                    try:
+                        yield cur
+                    except BaseException:
+                        self._rollback(raw, cur)
+                        raise
+                    if self._sqlite:
+                        cur.execute("COMMIT")
+                    else:
+                        raw.commit()
+                finally:
+                    if sqlite_full:
+                        self._quietly(cur, "PRAGMA synchronous=NORMAL")  # the node default
+                    cur.close()
+            except self._dbapi.Error as error:
+                self._rollback(raw, None)
+                broken = (self._dbapi.OperationalError, self._dbapi.InterfaceError)
+                if own and self._own is not None:  # start afresh with a new one next time
+                    self._own.close()
+                    self._own = None
+                elif not self._sqlite and isinstance(error, broken):
+                    raw.invalidate()  # the connection may be gone: the pool opens a new one
+                wrapped = exc.DBAPIError.instance(None, None, error, self._dbapi.Error)
+                raise (translate_error(wrapped) or wrapped) from error
 
     def _rollback(self, raw: Any, cur: Any) -> None:
         if self._sqlite:

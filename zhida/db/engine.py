@@ -31,7 +31,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Connection, Engine, create_engine, event, exc, text
@@ -159,6 +159,20 @@ def _sqlite_on_begin(conn: Any) -> None:
     conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+class DetachedConnection:
+    """A driver connection out of the pool: :meth:`Database.detached_sqlite_connection`."""
+
+    __slots__ = ("_proxy", "driver")
+
+    def __init__(self, proxy: Any) -> None:
+        self._proxy = proxy  # kept: dropping it would close the connection at garbage collection
+        self.driver = cast(sqlite3.Connection, proxy.driver_connection)
+
+    def close(self) -> None:
+        with suppress(Exception):
+            self._proxy.close()
+
+
 class Database:
     """An Engine plus a session factory for one database URL; safe to share across threads."""
 
@@ -250,6 +264,26 @@ class Database:
         with translated_errors(), self.engine.connect() as conn:
             conn.execute(text("SELECT 1"))
             return MigrationContext.configure(conn).get_current_revision()
+
+    def detached_sqlite_connection(self) -> DetachedConnection | None:
+        """A SQLite connection of its own, outside the pool (None when not SQLite on a
+        file: an in-memory database lives on the pool's one connection).
+
+        For a long-lived user (the audit log's writer, the licence fetch thread):
+        per-connection settings such as ``synchronous`` stay set for its life and
+        no pool checkout is paid per transaction. Opened like pooled ones (the
+        engine's connect listeners run: autocommit, busy timeout, WAL, foreign
+        keys); close it with ``.close()``.
+        """
+        if self.dialect != "sqlite" or self._sqlite_in_memory:
+            return None
+        try:
+            proxy = self.engine.raw_connection()
+        except exc.SQLAlchemyError as error:
+            raise (translate_error(error) or error) from error
+        detached = DetachedConnection(proxy)
+        proxy.detach()  # frees its pool slot; closing it now really closes it
+        return detached
 
     def dispose(self) -> None:
         """Close every pooled connection (call on shutdown, or after fork)."""

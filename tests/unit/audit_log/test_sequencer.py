@@ -162,3 +162,37 @@ def test_closed_and_full_sequencers_refuse() -> None:
         sequencer.append(make_event(9))
     with pytest.raises(ValueError, match="max_batch"):
         Sequencer(storage, max_batch=0)  # type: ignore[arg-type]
+
+
+class _CountingStorage:
+    """Stores nothing; counts the batches it was given."""
+
+    def __init__(self) -> None:
+        self.batches: list[int] = []
+
+    def append(self, events: Sequence[EncodedEvent], /) -> int:
+        first = sum(self.batches)
+        self.batches.append(len(events))
+        return first
+
+
+def test_a_lone_append_is_written_without_waiting_for_company() -> None:
+    sequencer = Sequencer(_CountingStorage(), max_delay=0.3)  # type: ignore[arg-type]
+    for i in range(2):
+        time.sleep(0.35)  # a pause longer than max_delay before each: nobody else calls
+        started = time.monotonic()
+        assert sequencer.append(make_event(i), timeout=10) == i
+        assert time.monotonic() - started < 0.15
+    sequencer.close()
+
+
+def test_appends_under_load_are_grouped() -> None:
+    storage = _CountingStorage()
+    sequencer = Sequencer(storage, max_delay=0.05, target_batch=8)  # type: ignore[arg-type]
+    futures = []
+    for i in range(64):  # a steady stream, much denser than max_delay
+        futures.append(sequencer.submit(make_event(i)))
+        time.sleep(0.001)
+    assert sorted(f.result(10) for f in futures) == list(range(64))
+    sequencer.close()
+    assert len(storage.batches) <= 32  # batches of several events, not one each

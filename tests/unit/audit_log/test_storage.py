@@ -62,6 +62,27 @@ def test_state_survives_a_restart_without_rehashing(database: Database) -> None:
     assert again.tree_head().size == 21
 
 
+def test_writers_sharing_a_database_interleave_into_one_tree(database: Database) -> None:
+    # Each writer remembers the tree it last committed; the other's appends move the
+    # row on, so its next batch must start from the stored tree, not its own.
+    a, b = SqlLogStorage(database), SqlLogStorage(database)
+    encoded = [EncodedEvent.of(make_event(i)) for i in range(9)]
+    for at, writer in ((0, a), (2, b), (4, a), (5, a), (6, b), (8, a)):
+        stop = {0: 2, 2: 4, 4: 5, 5: 6, 6: 8, 8: 9}[at]
+        assert writer.append(encoded[at:stop]) == at
+    tree = CompactRange()
+    for e in encoded:
+        tree.append(e.leaf_hash)
+    for storage in (a, b):
+        assert storage.tree_head() == type(storage.tree_head())(9, tree.root())
+    root = tree.root()
+    for index in range(9):
+        proof = inclusion_proof(index, 9, a)
+        verify_inclusion(encoded[index].leaf_hash, index, 9, proof, root)
+    a.close()
+    b.close()
+
+
 def test_proofs_from_stored_nodes_verify(database: Database) -> None:
     storage = SqlLogStorage(database)
     encoded = _fill(storage)

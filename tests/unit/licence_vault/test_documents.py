@@ -237,12 +237,11 @@ def test_sqlite_waits_for_the_disk_only_without_a_companion(
     portal: Actor,
 ) -> None:  # fmt: skip
     companion = Companion(sqlite_db)
-    riding = Vault(
-        SqlLicenceStore(sqlite_db, companion=companion), blobs, signer,
-        status_base_uri=STATUS_BASE, clock=clock,
-    )  # fmt: skip
+    store = SqlLicenceStore(sqlite_db, companion=companion)
+    riding = Vault(store, blobs, signer, status_base_uri=STATUS_BASE, clock=clock)
     consent_id = _issue_and_consent(riding, issuer, portal, clock)
     seen = _sqlite_statements(sqlite_db)
+    store._driver.release()  # its own connection too is opened anew, traced
     riding.fetch(portal, RESTAURANT, TYPES, MATTER, consent_id, record=lambda r: ["e"])
     inserts = [i for i, sql in enumerate(seen) if sql.startswith("INSERT INTO licence_use")]
     assert inserts

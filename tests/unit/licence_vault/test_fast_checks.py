@@ -163,3 +163,23 @@ def test_a_failed_batch_fails_each_of_its_fetches() -> None:
     finally:
         batcher.close()
     assert [type(o) for o in outcomes] == [RuntimeError] * 3
+
+
+def test_fetch_annotation_matches_the_wire_message() -> None:
+    from datetime import UTC, datetime, timedelta, timezone
+
+    from licence_vault.model import FetchBasis, LicenceStatus, UseRecord
+    from licence_vault.service_access import _annotation
+    from licence_vault.wire import annotation_message
+
+    for used_at in (
+        datetime(2026, 12, 5, 1, 2, 3, 456789, tzinfo=UTC),
+        datetime(1969, 7, 20, 20, 17, 40, 1, tzinfo=timezone(timedelta(hours=8))),
+    ):
+        use = UseRecord(
+            annotation_id="a" * 32, licence_id="L1", holder_code="H", requester_org="O",
+            requester_subject="s", matter_code="M", matter_name="事项", basis=FetchBasis.CONSENT,
+            consent_id="c1", legal_basis="", used_at=used_at, use_until=used_at + timedelta(days=3),
+            watermark="仅供 O 2026-12-05", status_at_use=LicenceStatus.VALID, pdf_digest=None,
+        )  # fmt: skip
+        assert _annotation(use) == annotation_message(use)
