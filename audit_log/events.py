@@ -66,7 +66,9 @@ class Action(enum.StrEnum):
     """What happened. A closed set: adding a member is a format change, review it.
 
     ``data.*``: a department asks for another agency's data / the data is
-    released to it. ``share.*``: a share request is filed / decided by the
+    released to it / a provider department uploads a dataset to the node's
+    hosted provider. ``subscription.*``: a department subscribes to a
+    dataset's changes / cancels it. ``share.*``: a share request is filed / decided by the
     provider's admin. ``grant.*``: a grant is created from an approved request
     / revoked. ``licence.*``: electronic licence lifecycle (issue, amend,
     suspend, resume, revoke) and use (fetch by a workflow, verify by a relying
@@ -78,6 +80,9 @@ class Action(enum.StrEnum):
 
     DATA_REQUEST = "data.request"
     DATA_RELEASE = "data.release"
+    DATA_UPLOAD = "data.upload"
+    SUBSCRIPTION_CREATE = "subscription.create"
+    SUBSCRIPTION_CANCEL = "subscription.cancel"
     SHARE_REQUEST = "share.request"
     SHARE_DECIDE = "share.decide"
     GRANT_CREATE = "grant.create"

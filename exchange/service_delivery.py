@@ -17,6 +17,8 @@
   this process, within a quarter second from other workers).
 * ``UploadDataset`` — :class:`~exchange.subscriptions.HostedUploads`: a header,
   then the file in chunks (at most :data:`MAX_UPLOAD_BYTES`); all or nothing.
+  Uploads (``data.upload``) and subscriptions created or cancelled
+  (``subscription.*``) are audit events, refusals too.
 * ``ListDeliveries`` — the requester's deliveries; an admin also sees those of
   its organisation's resources; an auditor sees all. Newest first.
 
@@ -33,9 +35,10 @@ Example::
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable
+from typing import Any, TypeVar
 
+from audit_log.events import Action, Outcome
 from exchange.context import ExchangeContext
 from exchange.delivery import (
     DEFAULT_PAGE,
@@ -57,11 +60,18 @@ from exchange.provider import HostedProvider, ProviderDirectory, parse_cursor
 from exchange.provider_client import NodeToken, RemoteProvider
 from exchange.subscriptions import HostedUploads, Subscriptions
 from zhida.auth.principal import Principal, Role
-from zhida.errors import FieldViolation, InvalidArgument
+from zhida.errors import (
+    FailedPrecondition,
+    FieldViolation,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+)
 from zhida.exchange.v1 import exchange_service_pb2 as pb
 from zhida.server.context import current_principal
 
 MAX_UPLOAD_BYTES = 256 * 1024 * 1024
+T = TypeVar("T")
 _KINDS = {
     "query": pb.DELIVERY_KIND_QUERY,
     "stream": pb.DELIVERY_KIND_STREAM,
@@ -142,9 +152,12 @@ class DeliveryHandlers:
     async def CreateSubscription(
         self, request: pb.CreateSubscriptionRequest, context: Any
     ) -> pb.CreateSubscriptionResponse:
-        sub = await self.ctx.runtime.run_blocking(
+        work = self.ctx.runtime.run_blocking(
             self.subscriptions.create, current_principal(), request.resource_code
         )
+        resource = request.resource_code.strip() or None
+        sub = await self._audited(Action.SUBSCRIPTION_CREATE, work, resource=resource)
+        await self._record(Action.SUBSCRIPTION_CREATE, sub)
         return pb.CreateSubscriptionResponse(subscription=subscription_to_pb(sub))
 
     async def ListSubscriptions(
@@ -156,10 +169,28 @@ class DeliveryHandlers:
     async def CancelSubscription(
         self, request: pb.CancelSubscriptionRequest, context: Any
     ) -> pb.CancelSubscriptionResponse:
-        sub = await self.ctx.runtime.run_blocking(
+        work = self.ctx.runtime.run_blocking(
             self.subscriptions.cancel, current_principal(), request.subscription_id
         )
+        details = {"subscription_id": request.subscription_id[:128] or "-"}
+        sub = await self._audited(Action.SUBSCRIPTION_CANCEL, work, details=details)
+        await self._record(Action.SUBSCRIPTION_CANCEL, sub)
         return pb.CancelSubscriptionResponse(subscription=subscription_to_pb(sub))
+
+    async def _record(self, action: Action, sub: Subscription) -> None:
+        pairs = {"subscription_id": sub.id, "grant_id": sub.grant_id}
+        details = {key: value for key, value in pairs.items() if value}
+        await self.ctx.runtime.recorder.record(action, resource=sub.resource_code, details=details)
+
+    async def _audited(self, action: Action, work: Awaitable[T], **fields: Any) -> T:
+        """Await ``work``; a refusal (not allowed, no grant, not the owner) is an audit event."""
+        try:
+            return await work
+        except (PermissionDenied, FailedPrecondition, NotFound) as refused:
+            await self.ctx.runtime.recorder.record(
+                action, outcome=Outcome.DENIED, reason=refused.reason, **fields
+            )
+            raise
 
     async def ReceiveChanges(
         self, request: pb.ReceiveChangesRequest, context: Any
@@ -206,9 +237,20 @@ class DeliveryHandlers:
             chunks.append(part.chunk)
         if header is None:
             raise _bad("header", "the upload is empty")
-        result = await self.ctx.runtime.run_blocking(
+        code = canonical_code(header.resource_code) if header.resource_code else None
+        work = self.ctx.runtime.run_blocking(
             self.uploads.apply, principal, header, b"".join(chunks)
         )
+        result = await self._audited(Action.DATA_UPLOAD, work, resource=code)
+        await self.ctx.runtime.recorder.record(
+            Action.DATA_UPLOAD,
+            resource=code,
+            details={
+                "version": str(result.version), "records_upserted": str(result.upserted),
+                "records_deleted": str(result.deleted), "records_total": str(result.total),
+                "bytes": str(size), "replayed": str(result.replayed).lower(),
+            },
+        )  # fmt: skip
         if not result.replayed and (result.upserted or result.deleted):
             self.hosted.signal.notify(canonical_code(header.resource_code))
         return pb.UploadDatasetResponse(

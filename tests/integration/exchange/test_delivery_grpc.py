@@ -399,6 +399,25 @@ def test_deliveries_are_recorded_and_audited(world: World) -> None:
     assert len(events) < 200  # never one per record
 
 
+def test_uploads_and_subscriptions_are_audited(world: World) -> None:
+    audit = apb_grpc.AuditServiceStub(world.node.channel())
+    actions = ["data.upload", "subscription.create", "subscription.cancel"]
+    events = audit.SearchEvents(
+        apb.SearchEventsRequest(actions=actions, page_size=1000), metadata=world.people.auditor
+    ).events
+    ok = [e for e in events if e.outcome == apb.OUTCOME_OK]
+    denied = {(e.action, e.reason) for e in events if e.outcome == apb.OUTCOME_DENIED}
+    uploads = [e for e in ok if e.action == "data.upload" and e.resource == HOSTED]
+    assert uploads, "the hosted uploads were not recorded"
+    assert {"version", "records_total", "records_upserted", "bytes"} <= set(uploads[0].details)
+    created = {e.details["subscription_id"] for e in ok if e.action == "subscription.create"}
+    cancelled = {e.details["subscription_id"] for e in ok if e.action == "subscription.cancel"}
+    assert cancelled
+    assert cancelled <= created
+    assert ("subscription.create", "NO_GRANT") in denied
+    assert ("subscription.cancel", "NOT_SUBSCRIBER") in denied
+
+
 def test_the_data_cli(world: World, tmp_path: Path) -> None:
     def zhida(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
