@@ -135,7 +135,8 @@ def test_oversized_events_are_refused() -> None:
 
 def test_action_set_is_closed_and_documented() -> None:
     assert {a.value.split(".")[0] for a in Action} == {
-        "data", "share", "grant", "licence", "consent", "catalog", "negative_list", "auth",
+        "data", "subscription", "share", "grant", "licence", "consent", "catalog",
+        "negative_list", "auth",
     }  # fmt: skip
     for action in Action:
         assert action.value in (Action.__doc__ or "") or action.value.split(".")[0] in (
