@@ -4,8 +4,12 @@ A child node runs both halves against its parent's mTLS port (the parent
 sees it as ``Role.NODE`` of its region):
 
 * **push** — this node's change feed after the ``catalog.pushed`` cursor,
-  only the changes that originate in this node's region (its own and those
-  its children pushed up; what came down from above stays), sent with
+  only what the parent accepts from this child: changes that originate in
+  this node's region (its own and those its children pushed up; what came
+  down from above stays) AND whose resource is of a region within this
+  node's (a county that loaded the whole sample catalogue keeps the other
+  regions' resources to itself — the parent would refuse them
+  ``OUT_OF_REGION``; counted in :attr:`CatalogSync.kept`), sent with
   ``CatalogService.ImportChildChanges``. The parent aggregates them and
   passes them on to its own parent the same way, origin kept.
 * **pull** — the parent's feed after the ``catalog.pulled`` cursor
@@ -74,12 +78,25 @@ class CatalogSync:
         self.timeout = timeout
         self.pushed = 0  # changes the parent imported, for logs and tests
         self.pulled = 0
+        self.kept = 0  # own changes not pushed: the resource's region is not within ours
 
     async def push_once(self) -> bool:
         """Push one page of this region's changes; True when another page is waiting."""
         cursor = await self.run(self.state.get_int, PUSHED)
         changes, next_cursor = await self.run(self.federation.export_changes, cursor, self.page)
-        ours = [c for c in changes if region_within(c.origin_region or self.region, self.region)]
+        made_here = [
+            c for c in changes if region_within(c.origin_region or self.region, self.region)
+        ]
+        ours = [c for c in made_here if self._within(c.resource.region_code)]
+        kept = len(made_here) - len(ours)
+        if kept:
+            self.kept += kept
+            log.debug(
+                "%d catalogue changes stay here: their resources are of regions outside %s",
+                kept,
+                self.region,
+                extra={"kept": kept},
+            )
         if ours:
             request = pb.ImportChildChangesRequest(
                 child_region=self.region, changes=[wire.change_to_pb(c) for c in ours]
@@ -96,6 +113,14 @@ class CatalogSync:
         if next_cursor != cursor:
             await self.run(self.state.put, PUSHED, str(next_cursor))
         return len(changes) >= self.page
+
+    def _within(self, region_code: str) -> bool:
+        """Whether a resource of ``region_code`` is one the parent takes from this child
+        (``import_from_child``: within the child's region; else ``OUT_OF_REGION``)."""
+        try:
+            return region_within(region_code, self.region)
+        except ValueError:  # not a region code: the parent would refuse it too
+            return False
 
     async def pull_once(self) -> bool:
         """Apply one page of the parent's feed; True when another page is waiting."""

@@ -50,6 +50,7 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 
+from exchange.federation import phases
 from exchange.federation.assertion import (
     ASSERTION_TYP,
     HOP_TYP,
@@ -253,8 +254,10 @@ class CustodyVerifier:
             raise _fail(
                 AssertionFailure.DIGEST_MISMATCH, "the request differs from the asserted one"
             )
+        phases.mark("signatures")
         if not self.replay.remember(a["jti"], (a["exp_ms"] + self._skew) / 1000):
             raise _fail(AssertionFailure.REPLAYED, f"assertion {a['jti']} was already used here")
+        phases.mark("replay")
         return VerifiedCustody(
             custody, claims, a["iss"], a["jti"], a["iat_ms"], a["exp_ms"], hops, (origin, *signers)
         )

@@ -37,10 +37,16 @@ Every node writes one ``data.request`` audit event per forwarded call with
 the shared trace id: ``details.federation`` is ``origin``, ``forward`` or
 ``serve``, with the method, target region, next hop, path and outcome; a
 refusal is recorded with outcome ``denied`` (or ``error``) and its reason.
-A node's event is started as soon as it has decided to pass the call on (or,
-serving, once the idempotency store has decided), so its group commit runs
-while the call travels on; it is awaited before the node answers. An error
-that comes back from further along is then recorded in a second event.
+A node's event is started right after it has started the call to the next hop
+(or, serving, once the idempotency store has decided), so its encoding and
+group commit run while the call travels on; it is awaited before the node
+answers. An error that comes back from further along is then recorded in a
+second event. Every failed call ends with the ``x-zhida-path`` trailer of the
+node that decided it (:func:`~exchange.federation.remote.refuse`), passed back
+unchanged by the nodes on the way.
+
+``ZHIDA_FEDERATION_PHASES=<file>`` records per-phase timestamps of each call
+at each node (:mod:`~exchange.federation.phases`), for measuring.
 
 **Streams** (``StreamDataset``, ``ReceiveChanges``: :attr:`Forwardable.streaming`)
 take the same way over ``ForwardStream``: :meth:`Federation.route` returns an
@@ -87,6 +93,7 @@ import grpc
 
 from audit_log.events import Action, Outcome
 from catalog_registry.sql import SqlCatalogRepository
+from exchange.federation import phases
 from exchange.federation.assertion import (
     MAX_LIFETIME_MS,
     AssertionFailure,
@@ -100,7 +107,7 @@ from exchange.federation.custody import CustodyVerifier
 from exchange.federation.dispatch import LocalHandlers
 from exchange.federation.idempotency import IdempotencyStore, InMemoryIdempotencyStore
 from exchange.federation.licence_routing import LicenceLocator
-from exchange.federation.remote import RemoteStatus, answer_remote, neighbour_error, retryable
+from exchange.federation.remote import neighbour_error, refuse, retryable
 from exchange.federation.replay import InMemoryReplayCache, ReplayCache
 from exchange.federation.routing import Plan, RouteKind, Router, Topology
 from exchange.federation.serving import ServingNode
@@ -329,6 +336,16 @@ class Federation:
         self, spec: Forwardable, request: Any, context: Any, target_region: str
     ) -> Any:
         """Send the caller's call towards ``target_region``; its response message."""
+        timing = phases.start("origin")
+        try:
+            return await self._originate(spec, request, context, target_region)
+        finally:
+            phases.mark("answered")
+            phases.finish(timing, TRACE_ID.get())
+
+    async def _originate(
+        self, spec: Forwardable, request: Any, context: Any, target_region: str
+    ) -> Any:
         principal = current_principal()
         trace_id = TRACE_ID.get()
         data = request.SerializeToString(deterministic=True)
@@ -368,10 +385,13 @@ class Federation:
                     target_region=target_region,
                     idempotency_key=key,
                 )
-                if recorded is None:  # commits while the call travels on
+                call = self._call(plan, envelope, trace_id)  # sent first: gRPC's task runs next
+                if recorded is None:  # then the event, committing while the call travels on
                     recorded = self._audit_soon(spec, claims.target, details)
+                phases.mark("signed")
                 try:
-                    reply = await self._send(plan, envelope, trace_id)
+                    reply = await self._answer(plan, call)
+                    phases.mark("reply")
                     break
                 except ZhidaError as error:
                     pause = self._backoff(attempt, deadline_ms)
@@ -388,10 +408,10 @@ class Federation:
             if recorded is not None:
                 await recorded
             await self._audit(spec, claims.target, details, error=error)
-            if isinstance(error, RemoteStatus):
-                await answer_remote(context, error, trace_id)
+            await refuse(context, error, trace_id, self.region)  # decided here, or further on
             raise
         await recorded
+        phases.mark("audited")
         context.set_trailing_metadata(
             (
                 (TRACE_HEADER, trace_id),
@@ -461,8 +481,7 @@ class Federation:
             if recorded is not None:
                 await recorded
             await self._audit(spec, claims.target, details, error=error)
-            if isinstance(error, RemoteStatus):
-                await answer_remote(context, error, trace_id)
+            await refuse(context, error, trace_id, self.region)  # decided here, or further on
             raise
         if recorded is not None:
             await recorded
@@ -515,21 +534,37 @@ class Federation:
             return None
         return pause
 
-    async def _send(self, plan: Plan, envelope: fpb.ForwardRequest, trace_id: str) -> Any:
-        address = plan.hop.address or ""
+    def _call(self, plan: Plan, envelope: fpb.ForwardRequest, trace_id: str) -> Any:
+        """Start ``Forward`` to the next hop: gRPC schedules its sending task at once, so
+        work started after this (the node's audit event: building, encoding, waking the
+        sequencer's thread) runs while the request is on its way, not before it leaves."""
+        return self._stub(plan.hop.address or "").Forward(
+            envelope,
+            timeout=max(plan.timeout_seconds, 0.001),
+            metadata=((TRACE_HEADER, trace_id),),
+        )
+
+    async def _answer(self, plan: Plan, call: Any) -> Any:
+        """The next hop's reply to ``call``; its failure as :func:`neighbour_error`."""
         try:
-            return await self._stub(address).Forward(
-                envelope,
-                timeout=max(plan.timeout_seconds, 0.001),
-                metadata=((TRACE_HEADER, trace_id),),
-            )
+            return await call
         except grpc.aio.AioRpcError as error:
-            raise neighbour_error(error, plan.hop.region, address) from None
+            raise neighbour_error(error, plan.hop.region, plan.hop.address or "") from None
 
     # -- the Forward RPC -----------------------------------------------------------------------
     async def handle(self, envelope: fpb.ForwardRequest, context: Any) -> fpb.ForwardResponse:
         """Serve one ``Forward`` call (see the module docstring)."""
         received_ms = _now_ms()
+        timing = phases.start("forward")
+        try:
+            return await self._handle(envelope, context, received_ms)
+        finally:
+            phases.mark("answered")
+            phases.finish(timing, TRACE_ID.get())
+
+    async def _handle(
+        self, envelope: fpb.ForwardRequest, context: Any, received_ms: int
+    ) -> fpb.ForwardResponse:
         peer = self.peers.identity(context)
         if peer is None:
             raise Unauthenticated(
@@ -554,6 +589,7 @@ class Federation:
                 digest_input(envelope.method, envelope.request),
                 peer=peer.region_code,
             )
+            phases.mark("verified")
             claims = verified.claims
             TRACE_ID.set(claims.trace_id)
             details.update(target_region=claims.target_region, path="→".join(verified.path))
@@ -587,8 +623,7 @@ class Federation:
                     deadline_ms=plan.deadline_ms,
                     received_ms=received_ms,
                 )
-                recorded.append(self._audit_soon(spec, claims.target, details, verified))
-                reply = await self._send(
+                call = self._call(
                     plan,
                     fpb.ForwardRequest(
                         method=envelope.method,
@@ -598,7 +633,11 @@ class Federation:
                         idempotency_key=envelope.idempotency_key,
                     ),
                     claims.trace_id,
-                )
+                )  # on its way first; the event commits meanwhile
+                recorded.append(self._audit_soon(spec, claims.target, details, verified))
+                phases.mark("signed")
+                reply = await self._answer(plan, call)
+            phases.mark("reply")
         except ZhidaError as error:
             if isinstance(error, AssertionRejected):
                 details["failure"] = error.failure.value
@@ -606,12 +645,12 @@ class Federation:
             for started in recorded:
                 await started
             await self._audit(spec, target, details, error=error, verified=verified)
-            if isinstance(error, RemoteStatus):
-                await answer_remote(context, error, TRACE_ID.get())
+            await refuse(context, error, TRACE_ID.get(), self._decided_at(verified, peer))
             raise
         if recorded:
             for started in recorded:
                 await started
+            phases.mark("audited")
         else:  # not expected: serve() settles the claim before it answers
             await self._audit(spec, verified.claims.target, details, verified=verified)
         return reply
@@ -720,11 +759,17 @@ class Federation:
             if recorded is not None:
                 await recorded
             await self._audit(spec, target, details, error=error, verified=verified)
-            if isinstance(error, RemoteStatus):
-                await answer_remote(context, error, TRACE_ID.get())
+            await refuse(context, error, TRACE_ID.get(), self._decided_at(verified, peer))
             raise
         if recorded is not None:
             await recorded
+
+    def _decided_at(self, verified: VerifiedCustody | None, peer: Any) -> str:
+        """The ``x-zhida-path`` of a call this node ends: the verified path and this node;
+        before the custody is verified, only what the mTLS handshake proved (the peer)."""
+        if verified is not None:
+            return ",".join([*verified.path, self.region])
+        return ",".join([peer.region_code, self.region])
 
     def _check_envelope(
         self, envelope: fpb.ForwardRequest, spec: Forwardable, verified: VerifiedCustody

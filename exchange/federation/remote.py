@@ -10,6 +10,12 @@ A Forward call to the next hop fails in one of two ways:
   budget ran out): UNAVAILABLE ``NEIGHBOUR_UNAVAILABLE`` or DEADLINE_EXCEEDED
   ``FORWARD_DEADLINE_EXCEEDED``, naming the neighbour's region.
 
+Where a failure was decided travels with it: every node ends a failed
+forwarded call with the ``x-zhida-path`` trailer (the path up to the node
+that refused or served it, :func:`refuse`); :class:`RemoteStatus` keeps the
+neighbour's (``path``) and each node passes it back unchanged, so the client
+sees e.g. ``420102,420100,420000`` for a refusal at the province.
+
 :func:`retryable` says which failures the origin may retry with the same
 idempotency key: the neighbour (or one further down) unreachable, or an
 earlier attempt still running at the serving node.
@@ -31,6 +37,7 @@ from google.rpc import status_pb2
 
 from zhida.client import decode_status
 from zhida.errors import DeadlineExceeded, ErrorCode, Unavailable, ZhidaError
+from zhida.server.status import status_for
 
 __all__ = [
     "FORWARD_DEADLINE_EXCEEDED",
@@ -38,6 +45,7 @@ __all__ = [
     "RemoteStatus",
     "answer_remote",
     "neighbour_error",
+    "refuse",
     "retryable",
 ]
 
@@ -45,6 +53,8 @@ NEIGHBOUR_UNAVAILABLE = "NEIGHBOUR_UNAVAILABLE"
 FORWARD_DEADLINE_EXCEEDED = "FORWARD_DEADLINE_EXCEEDED"
 IN_PROGRESS = "IDEMPOTENT_REQUEST_IN_PROGRESS"
 DETAILS_KEY = "grpc-status-details-bin"
+PATH_TRAILER = "x-zhida-path"
+TRACE_HEADER = "x-trace-id"
 
 _ERROR_CODES = {c.value: c for c in ErrorCode}
 
@@ -52,7 +62,9 @@ _ERROR_CODES = {c.value: c for c in ErrorCode}
 class RemoteStatus(ZhidaError):
     """A rich status a neighbour answered with; passed back unchanged."""
 
-    def __init__(self, grpc_code: grpc.StatusCode, message: str, details: bytes) -> None:
+    def __init__(
+        self, grpc_code: grpc.StatusCode, message: str, details: bytes, *, path: str = ""
+    ) -> None:
         status = status_pb2.Status.FromString(details)
         decoded = decode_status(status)
         super().__init__(
@@ -61,16 +73,18 @@ class RemoteStatus(ZhidaError):
         self.grpc_code = grpc_code
         self.code = _ERROR_CODES.get(grpc_code.value[0], ErrorCode.INTERNAL)
         self.details = details
+        self.path = path  # where it was decided ("x-zhida-path"), if the neighbour said
 
 
 def neighbour_error(error: grpc.aio.AioRpcError, region: str, address: str) -> ZhidaError:
     """The error a failed call to the neighbour of ``region`` at ``address`` stands for."""
     code = error.code()
     trailers: Any = error.trailing_metadata() or ()
+    path = next((v for k, v in trailers if k == PATH_TRAILER and isinstance(v, str)), "")
     for key, value in trailers:
         if key == DETAILS_KEY and isinstance(value, bytes):
             try:
-                return RemoteStatus(code, error.details() or code.name, value)
+                return RemoteStatus(code, error.details() or code.name, value, path=path)
             except Exception:  # a status we cannot read: treat as a transport failure
                 break
     meta = {"region": region, "address": address}
@@ -97,10 +111,28 @@ def retryable(error: ZhidaError) -> bool:
     return error.code is ErrorCode.ABORTED and error.reason == IN_PROGRESS
 
 
-async def answer_remote(context: Any, error: RemoteStatus, trace_id: str) -> None:
-    """End the current call with ``error``'s status, details byte for byte (raises AbortError)."""
+async def answer_remote(context: Any, error: RemoteStatus, trace_id: str, path: str = "") -> None:
+    """End the current call with ``error``'s status, details byte for byte (raises AbortError);
+    the ``x-zhida-path`` trailer is ``error.path``, else ``path`` when given."""
+    trailers: tuple[tuple[str, str | bytes], ...] = (
+        (DETAILS_KEY, error.details),
+        (TRACE_HEADER, trace_id),
+    )
+    if error.path or path:
+        trailers += ((PATH_TRAILER, error.path or path),)
+    await context.abort(error.grpc_code, error.message, trailers)
+
+
+async def refuse(context: Any, error: ZhidaError, trace_id: str, path: str) -> None:
+    """End the current call with ``error`` — as the interceptor would (its rich status) —
+    plus the ``x-zhida-path`` trailer: ``error.path`` for a neighbour's status passed back,
+    else ``path`` (this node decided). Raises AbortError."""
+    if isinstance(error, RemoteStatus):
+        await answer_remote(context, error, trace_id, path)
+        return
+    status = status_for(error)
     await context.abort(
-        error.grpc_code,
-        error.message,
-        ((DETAILS_KEY, error.details), ("x-trace-id", trace_id)),
+        status.code,
+        status.details,
+        (*status.trailing_metadata, (TRACE_HEADER, trace_id), (PATH_TRAILER, path)),
     )

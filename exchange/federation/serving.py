@@ -46,6 +46,7 @@ import logging
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 
+from exchange.federation import phases
 from exchange.federation.assertion import VerifiedCustody
 from exchange.federation.dispatch import LocalHandlers
 from exchange.federation.idempotency import ClaimState, IdempotencyStore, scoped_key
@@ -162,6 +163,7 @@ class ServingNode:
             ttl_seconds=IDEMPOTENCY_TTL_SECONDS,
             lease_seconds=lease_seconds,
         )
+        phases.mark("claimed")
         if claim.state is ClaimState.DONE:
             if on_claim is not None:
                 on_claim(True)
@@ -181,10 +183,12 @@ class ServingNode:
                 trace_id=trace_id,
                 deadline=DEADLINE.get(),
             )
+            phases.mark("called")
         except BaseException:
             await self._settle(trace_id, self.idempotency.abandon, key)
             raise
         await self._settle(trace_id, self.idempotency.complete, key, response)
+        phases.mark("completed")
         return response, False
 
     @staticmethod

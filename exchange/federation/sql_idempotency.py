@@ -29,6 +29,17 @@ takeover still completes (``complete`` is not fenced, as in memory): leases
 must outlast the call, which the deadline guarantees. A stored answer
 (``done``) is never taken over until the row expires.
 
+**On a SQLite file** ``begin``, ``complete`` and ``abandon`` are plain SQL
+on the process's own driver connection
+(:class:`~exchange.federation.group_commit.SqliteWriter`, shared with the
+replay cache): the same decisions in the same ``BEGIN IMMEDIATE``
+transaction (the database lock stands in for the row lock), without the
+pool, the ORM session and statement compilation — about 0.1 ms each instead
+of 0.7–1.5 ms on the serving node's critical path. Commits are
+``synchronous=NORMAL``, as every pooled write of the node (durable against a
+killed process; on power loss as of the WAL's next fsync, e.g. the node's
+next audit commit).
+
 Rows whose ``expires_at`` has passed count as absent and are purged on the
 way (every ``purge_every`` claims, one bounded ``DELETE`` that repeats the
 expiry condition, so a row taken over meanwhile stays). Keys and digests
@@ -55,6 +66,7 @@ Example::
 from __future__ import annotations
 
 import logging
+import sqlite3
 import time
 from collections.abc import Callable
 from datetime import datetime
@@ -63,13 +75,15 @@ from typing import Any, cast
 from sqlalchemy import CursorResult, Table, delete, func, select, update
 from sqlalchemy.orm import Session
 
-from exchange.federation.group_commit import GroupWriter
+from exchange.federation.group_commit import GroupWriter, SqliteWriter
 from exchange.federation.idempotency import Claim, ClaimState
 from exchange.federation.sql_replay import (
     PURGE_BATCH,
     PURGE_EVERY,
+    SQLITE_TIME,
     PurgeCounter,
     at,
+    sqlite_time,
     stored_id,
     upsert,
 )
@@ -103,6 +117,7 @@ class SqlIdempotencyStore:
         self._counter = PurgeCounter(purge_every)
         self._clock = clock
         self._writer = GroupWriter.of(database)  # shared with the replay cache
+        self.raw = SqliteWriter.of(database)  # None: PostgreSQL, in-memory SQLite
 
     def begin(
         self, key: str, request_digest: str, *, ttl_seconds: float, lease_seconds: float
@@ -117,7 +132,11 @@ class SqlIdempotencyStore:
             "response": None,
             "claimed_at": at(now),
         }
-        result = self._writer.run(lambda s: self._claim(s, claim, at(now)))
+        lock = "idempotency:" + str(claim["scoped_key"])  # batches lock rows in key order
+        if self.raw is not None:
+            result = self.raw.run(lambda c: self._claim_sqlite(c, claim, now), key=lock)
+        else:
+            result = self._writer.run(lambda s: self._claim(s, claim, at(now)), key=lock)
         if result.state is ClaimState.NEW and self._counter.due():
             self._purge_quietly()
         return result
@@ -146,21 +165,93 @@ class SqlIdempotencyStore:
         s.execute(update(_I).where(_I.c.scoped_key == claim["scoped_key"]).values(**fields))
         return Claim(ClaimState.NEW)
 
+    @staticmethod
+    def _claim_sqlite(conn: sqlite3.Connection, claim: dict[str, Any], now: float) -> Claim:
+        """:meth:`_claim` in SQLite's SQL, under the database lock (BEGIN IMMEDIATE)."""
+        key = claim["scoped_key"]
+        fields = (
+            claim["request_digest"],
+            claim["state"],
+            claim["lease_until"].strftime(SQLITE_TIME),
+            claim["expires_at"].strftime(SQLITE_TIME),
+            claim["claimed_at"].strftime(SQLITE_TIME),
+        )
+        row = conn.execute(
+            "SELECT request_digest, state, lease_until, expires_at, response "
+            "FROM federation_idempotency WHERE scoped_key = ?",
+            (key,),
+        ).fetchone()
+        if row is None:
+            conn.execute(
+                "INSERT INTO federation_idempotency (request_digest, state, lease_until, "
+                "expires_at, claimed_at, response, scoped_key) VALUES (?, ?, ?, ?, ?, NULL, ?)",
+                (*fields, key),
+            )
+            return Claim(ClaimState.NEW)
+        digest, state, lease_until, expires_at, response = row
+        now_text = sqlite_time(now)
+        if expires_at > now_text:  # same fixed-width format: text order is time order
+            if digest != claim["request_digest"]:
+                raise InvalidArgument(
+                    "this idempotency key was used for a different request",
+                    reason="IDEMPOTENCY_KEY_REUSED",
+                )
+            if state == _DONE:
+                return Claim(ClaimState.DONE, bytes(response or b""))
+            if lease_until > now_text:
+                return Claim(ClaimState.IN_PROGRESS)
+        # expired, or a lapsed lease (the holder crashed): this attempt takes the key over
+        conn.execute(
+            "UPDATE federation_idempotency SET request_digest = ?, state = ?, lease_until = ?, "
+            "expires_at = ?, claimed_at = ?, response = NULL WHERE scoped_key = ?",
+            (*fields, key),
+        )
+        return Claim(ClaimState.NEW)
+
     def complete(self, key: str, response: bytes) -> None:
+        if self.raw is not None:
+            args = (_DONE, response, stored_id(key), _IN_PROGRESS)
+            done = self.raw.run(
+                lambda c: (
+                    c.execute(
+                        "UPDATE federation_idempotency SET state = ?, response = ? "
+                        "WHERE scoped_key = ? AND state = ?",
+                        args,
+                    ).rowcount
+                ),
+                key="idempotency:" + stored_id(key),
+            )
+            if done != 1:
+                raise FailedPrecondition(
+                    "no attempt holds this idempotency key", reason="IDEMPOTENCY_NOT_CLAIMED"
+                )
+            return
         stmt = (
             update(_I)
             .where(_I.c.scoped_key == stored_id(key), _I.c.state == _IN_PROGRESS)
             .values(state=_DONE, response=response)
         )
-        done = self._writer.run(lambda s: cast(CursorResult[Any], s.execute(stmt)).rowcount)
+        done = self._writer.run(
+            lambda s: cast(CursorResult[Any], s.execute(stmt)).rowcount,
+            key="idempotency:" + stored_id(key),
+        )
         if done != 1:
             raise FailedPrecondition(
                 "no attempt holds this idempotency key", reason="IDEMPOTENCY_NOT_CLAIMED"
             )
 
     def abandon(self, key: str) -> None:
+        if self.raw is not None:
+            args = (stored_id(key), _IN_PROGRESS)
+            self.raw.run(
+                lambda c: c.execute(
+                    "DELETE FROM federation_idempotency WHERE scoped_key = ? AND state = ?", args
+                ),
+                key="idempotency:" + args[0],
+            )
+            return
         stmt = delete(_I).where(_I.c.scoped_key == stored_id(key), _I.c.state == _IN_PROGRESS)
-        self._writer.run(lambda s: s.execute(stmt))
+        self._writer.run(lambda s: s.execute(stmt), key="idempotency:" + stored_id(key))
 
     def purge(self, limit: int | None = None) -> int:
         """Delete up to ``limit`` (default ``purge_batch``) expired rows; how many went."""

@@ -26,6 +26,19 @@ How it keeps the contract:
   (per process) one bounded ``DELETE`` removes up to ``purge_batch`` expired
   rows in a separate, short transaction; the condition is repeated on the
   outer ``DELETE`` so a row taken over meanwhile is never removed.
+* **On a SQLite file the statement is plain SQL** on the process's own
+  driver connection (:class:`~exchange.federation.group_commit.SqliteWriter`,
+  shared with the idempotency store): the same statement, transaction and
+  ``synchronous=NORMAL`` as through the pool, at ~0.1 ms instead of ~0.7 ms
+  — a forwarding hop's largest share of database time. Not an in-process
+  cache in front of it: every accepted assertion has a new ``jti``, so such a
+  cache would only make a replay's refusal cheaper, never a call faster.
+* **Durability**: the row is committed with ``synchronous=NORMAL`` (WAL, as
+  all pooled writes): it survives the process being killed at once; on power
+  loss it is on disk once the WAL is next fsynced — at the latest by the
+  node's own audit event for the call (``synchronous=FULL``, same file, awaited
+  before the node answers), so a jti a node has acted on and answered for is
+  durable. On PostgreSQL it commits like any write (``synchronous_commit``).
 * Ids longer than 64 characters are stored as ``sha256:<hex>``.
 
 Database failures surface as the database layer's ZhidaErrors (UNAVAILABLE
@@ -63,18 +76,31 @@ from sqlalchemy import CursorResult, Table, delete, func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from exchange.federation.group_commit import GroupWriter
+from exchange.federation.group_commit import GroupWriter, SqliteWriter
 from exchange.federation.store.models import ReplayRow
 from zhida.db import Database
 from zhida.errors import ZhidaError
 
-__all__ = ["PURGE_BATCH", "PURGE_EVERY", "SqlReplayCache", "stored_id"]
+__all__ = [
+    "PURGE_BATCH",
+    "PURGE_EVERY",
+    "SQLITE_TIME",
+    "SqlReplayCache",
+    "sqlite_time",
+    "stored_id",
+]
 
 log = logging.getLogger("zhida.federation")
 
 _R = cast(Table, ReplayRow.__table__)
 
 PURGE_EVERY = 200
+SQLITE_TIME = "%Y-%m-%d %H:%M:%S.%f"  # how UTCDateTime stores aware UTC times on SQLite
+_REMEMBER_SQLITE = (
+    "INSERT INTO federation_replay (jti, expires_at) VALUES (?, ?) "
+    "ON CONFLICT (jti) DO UPDATE SET expires_at = excluded.expires_at "
+    "WHERE federation_replay.expires_at <= ? RETURNING jti"
+)
 PURGE_BATCH = 1000
 _MAX_RAW = 64
 
@@ -90,6 +116,11 @@ def stored_id(value: str) -> str:
 def at(seconds: float) -> datetime:
     """Unix seconds as an aware UTC datetime (the tables' time columns)."""
     return datetime.fromtimestamp(seconds, UTC)
+
+
+def sqlite_time(seconds: float) -> str:
+    """Unix seconds as SQLite text in the tables' column format (text order = time order)."""
+    return at(seconds).strftime(SQLITE_TIME)
 
 
 def upsert(database: Database) -> Callable[[Table], Any]:
@@ -132,8 +163,22 @@ class SqlReplayCache:
         self._counter = PurgeCounter(purge_every)
         self._clock = clock
         self._writer = GroupWriter.of(database)
+        self.raw = SqliteWriter.of(database)  # None: PostgreSQL, in-memory SQLite
 
     def remember(self, jti: str, expires_at: float) -> bool:
+        if self.raw is not None:
+            args = (stored_id(jti), sqlite_time(expires_at), sqlite_time(self._clock()))
+            accepted = self.raw.run(
+                lambda c: c.execute(_REMEMBER_SQLITE, args).fetchone() is not None,
+                key="replay:" + args[0],
+            )
+        else:
+            accepted = self._remember(jti, expires_at)
+        if accepted and self._counter.due():
+            self._purge_quietly()
+        return accepted
+
+    def _remember(self, jti: str, expires_at: float) -> bool:
         now = at(self._clock())
         stmt = self._insert(_R).values(jti=stored_id(jti), expires_at=at(expires_at))
         stmt = stmt.on_conflict_do_update(
@@ -141,10 +186,9 @@ class SqlReplayCache:
             set_={"expires_at": stmt.excluded.expires_at},
             where=_R.c.expires_at <= now,
         ).returning(_R.c.jti)  # a row back: inserted or taken over; none: a replay
-        accepted = self._writer.run(lambda s: s.execute(stmt).first() is not None)
-        if accepted and self._counter.due():
-            self._purge_quietly()
-        return accepted
+        return self._writer.run(
+            lambda s: s.execute(stmt).first() is not None, key="replay:" + stored_id(jti)
+        )
 
     def purge(self, limit: int | None = None) -> int:
         """Delete up to ``limit`` (default ``purge_batch``) expired ids; how many went."""

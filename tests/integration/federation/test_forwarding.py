@@ -104,6 +104,18 @@ def test_errors_of_the_serving_node_come_back_unchanged(chain: Chain) -> None:
     assert details.code is grpc.StatusCode.INVALID_ARGUMENT
     assert details.reason == "INVALID_SHARE_REQUEST"
     assert any("items" in f for f in fields(details))
+    # where it was decided: the serving node, at the end of the path trailer
+    assert _error_path(chain, request) == f"{COUNTY},{CITY},{PROVINCE}"
+
+
+def _error_path(chain: Chain, request: xpb.ApplyForDataRequest) -> str:
+    """The ``x-zhida-path`` trailer of a county call that fails."""
+    with pytest.raises(grpc.RpcError) as failed:
+        chain.exchange(chain.county).ApplyForData(
+            request, metadata=chain.clerk(chain.county), timeout=20
+        )
+    error: grpc.Call = failed.value  # type: ignore[assignment]
+    return trailers(error).get("x-zhida-path", "")
 
 
 def test_a_region_no_node_serves_is_refused(chain: Chain) -> None:
@@ -119,6 +131,8 @@ def test_a_region_no_node_serves_is_refused(chain: Chain) -> None:
     assert details.code is grpc.StatusCode.NOT_FOUND
     assert details.reason == "REGION_UNKNOWN"
     assert details.metadata["region"] == "100000"
+    # refused at the province (no parent above it): the path says so
+    assert _error_path(chain, request) == f"{COUNTY},{CITY},{PROVINCE}"
 
 
 def test_a_licence_fetch_goes_to_the_region_the_caller_names(chain: Chain) -> None:

@@ -138,3 +138,28 @@ def test_a_failed_pull_keeps_the_cursor(state: SyncState) -> None:
     with pytest.raises(ConnectionError):
         run(sync.pull_once())
     assert state.get(PULLED) is None
+
+
+def test_only_resources_of_the_childs_region_are_pushed(state: SyncState) -> None:
+    """A county that loaded resources of other regions (the whole sample catalogue) pushes
+    only its own region's: the parent would refuse the others OUT_OF_REGION."""
+    city = Parent("420100", "420102")
+    county_repo = InMemoryCatalogRepository()
+    county = CatalogRegistry(county_repo, StepClock())
+    county.register(
+        department_principal("ja-samr"), make_spec("2-04-001-0000-000010", dept="ja-samr")
+    )
+    county.register(
+        department_principal("wh-samr"), make_spec("2-04-001-0000-000020", dept="wh-samr")
+    )
+    county.register(
+        department_principal("hb-data"), make_spec("2-04-001-0000-000030", dept="hb-data")
+    )
+
+    sync = child_sync(state, city, county_repo)
+    assert run(sync.push_once()) is False
+    assert city.pushed == [1]  # the county's own resource only
+    assert (sync.pushed, sync.kept) == (1, 2)
+    assert city.repo.get_resource("2-04-001-0000-000010") is not None
+    assert city.repo.get_resource("2-04-001-0000-000020") is None
+    assert state.get_int(PUSHED) == 3  # the cursor passes the kept changes too

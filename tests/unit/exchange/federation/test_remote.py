@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import grpc
+import pytest
 from grpc.aio import AioRpcError, Metadata
 
 from exchange.federation.remote import (
@@ -10,6 +13,7 @@ from exchange.federation.remote import (
     NEIGHBOUR_UNAVAILABLE,
     RemoteStatus,
     neighbour_error,
+    refuse,
     retryable,
 )
 from zhida.client import decode_status
@@ -19,7 +23,9 @@ from zhida.errors import (
     ErrorCode,
     FieldViolation,
     InvalidArgument,
+    PermissionDenied,
     Unavailable,
+    ZhidaError,
 )
 from zhida.server.status import status_for
 
@@ -73,3 +79,63 @@ def test_retryable() -> None:
     assert retryable(Aborted("busy", reason="IDEMPOTENT_REQUEST_IN_PROGRESS"))
     assert not retryable(Aborted("other"))
     assert not retryable(Unavailable("db down", reason="DATABASE_UNAVAILABLE"))
+
+
+class _Context:
+    """Records what a handler ends its call with (``abort`` raises, as gRPC's does)."""
+
+    def __init__(self) -> None:
+        self.ended: tuple[grpc.StatusCode, str, dict[str, object]] | None = None
+
+    async def abort(self, code: grpc.StatusCode, details: str, trailers: object) -> None:
+        self.ended = (code, details, dict(trailers))  # type: ignore[call-overload]
+        raise RuntimeError("aborted")
+
+
+def _end(error: ZhidaError, path: str) -> tuple[grpc.StatusCode, str, dict[str, object]]:
+    context = _Context()
+    with pytest.raises(RuntimeError, match="aborted"):
+        asyncio.run(refuse(context, error, "trace-1", path))
+    assert context.ended is not None
+    return context.ended
+
+
+def test_an_error_names_where_it_was_decided() -> None:
+    # the refusing node: its own status, as the interceptor would send it, plus the path
+    refused = PermissionDenied("not for you", reason="NOT_GRANTED")
+    code, details, trailers = _end(refused, "420102,420100,420000")
+    expected = status_for(refused)
+    assert (code, details) == (expected.code, expected.details)
+    assert (
+        trailers["grpc-status-details-bin"]
+        == dict(expected.trailing_metadata)["grpc-status-details-bin"]
+    )
+    assert trailers["x-zhida-path"] == "420102,420100,420000"
+    assert trailers["x-trace-id"] == "trace-1"
+    # every node on the way back: the neighbour's status and path, unchanged
+    raw = dict(expected.trailing_metadata)["grpc-status-details-bin"]
+    back = neighbour_error(
+        _error(
+            expected.code,
+            expected.details,
+            Metadata(("grpc-status-details-bin", raw), ("x-zhida-path", "420102,420100,420000")),
+        ),
+        "420100",
+        "127.0.0.1:1",
+    )
+    assert isinstance(back, RemoteStatus)
+    assert back.path == "420102,420100,420000"
+    code, _, trailers = _end(back, "420102")
+    assert code is grpc.StatusCode.PERMISSION_DENIED
+    assert trailers["grpc-status-details-bin"] == raw
+    assert trailers["x-zhida-path"] == "420102,420100,420000"
+    # a neighbour that did not say (an older node): this node's path
+    silent = neighbour_error(
+        _error(expected.code, expected.details, Metadata(("grpc-status-details-bin", raw))),
+        "420100",
+        "127.0.0.1:1",
+    )
+    assert _end(silent, "420102")[2]["x-zhida-path"] == "420102"
+    # the origin could not reach its neighbour: decided at the origin
+    down = neighbour_error(_error(grpc.StatusCode.UNAVAILABLE, "refused"), "420100", "a:1")
+    assert _end(down, "420102")[2]["x-zhida-path"] == "420102"
