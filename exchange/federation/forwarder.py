@@ -6,7 +6,13 @@
 the :class:`~exchange.federation.custody.CustodyVerifier` with the ``jti``
 replay cache, the idempotency store, the handlers of the node's own services
 (:class:`~exchange.federation.dispatch.LocalHandlers`) and the mTLS channels to
-its neighbours (:mod:`exchange.federation.transport`).
+its neighbours (:mod:`exchange.federation.transport`). This module is the
+entry point: the node, its construction and the interceptor hook; the paths
+are in :mod:`~exchange.federation.forward_unary` (``Forward``, with the
+origin's retries, :mod:`~exchange.federation.forward_retry`) and
+:mod:`~exchange.federation.forward_stream` (``ForwardStream``), on the shared
+parts of :mod:`~exchange.federation.forward_base`; the audit events are
+:mod:`~exchange.federation.forward_audit`.
 
 **At the origin** (:meth:`Federation.route`, installed as the interceptor's
 ``route`` hook, so the services stay untouched): for a method of
@@ -80,73 +86,38 @@ Example::
 
 from __future__ import annotations
 
-import asyncio
-import logging
-import random
-import secrets
-import time
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import grpc
 
-from audit_log.events import Action, Outcome
 from catalog_registry.sql import SqlCatalogRepository
-from exchange.federation import phases
-from exchange.federation.assertion import (
-    MAX_LIFETIME_MS,
-    AssertionFailure,
-    AssertionRejected,
-    CallerClaims,
-    Custody,
-    NodeSigner,
-    VerifiedCustody,
-)
+from exchange.federation.assertion import NodeSigner
 from exchange.federation.custody import CustodyVerifier
 from exchange.federation.dispatch import LocalHandlers
+from exchange.federation.forward_base import DEFAULT_DEADLINE_SECONDS, Behaviour
+from exchange.federation.forward_base import PATH_TRAILER as PATH_TRAILER
+from exchange.federation.forward_base import REPLAYED_TRAILER as REPLAYED_TRAILER
+from exchange.federation.forward_base import TRACE_HEADER as TRACE_HEADER
+from exchange.federation.forward_retry import BACKOFF_BASE_SECONDS as BACKOFF_BASE_SECONDS
+from exchange.federation.forward_retry import BACKOFF_CAP_SECONDS as BACKOFF_CAP_SECONDS
+from exchange.federation.forward_retry import MAX_ATTEMPTS as MAX_ATTEMPTS
+from exchange.federation.forward_stream import StreamForwarding
+from exchange.federation.forward_unary import UnaryForwarding
 from exchange.federation.idempotency import IdempotencyStore, InMemoryIdempotencyStore
 from exchange.federation.licence_routing import LicenceLocator
-from exchange.federation.remote import neighbour_error, refuse, retryable
 from exchange.federation.replay import InMemoryReplayCache, ReplayCache
-from exchange.federation.routing import Plan, RouteKind, Router, Topology
+from exchange.federation.routing import RouteKind, Router, Topology
 from exchange.federation.serving import ServingNode
 from exchange.federation.sql_idempotency import SqlIdempotencyStore
 from exchange.federation.sql_replay import SqlReplayCache
-from exchange.federation.targets import (
-    FORWARDABLE,
-    Forwardable,
-    RegionCache,
-    digest_input,
-    header,
-    idempotency_header,
-    target_region_header,
-)
-from exchange.federation.transport import (
-    PeerAuthenticator,
-    load_node_credentials,
-    node_verifier,
-    open_neighbour_channel,
-)
+from exchange.federation.targets import FORWARDABLE, Forwardable, RegionCache, target_region_header
+from exchange.federation.transport import PeerAuthenticator, load_node_credentials, node_verifier
 from signing.node_certs import NodeCredentials
-from zhida.errors import InvalidArgument, Unauthenticated, ZhidaError
-from zhida.federation.v1 import federation_service_pb2 as fpb
-from zhida.federation.v1 import federation_service_pb2_grpc as fpb_grpc
-from zhida.server.context import DEADLINE, TRACE_ID, current_principal, time_remaining
+from zhida.errors import ZhidaError
 
 __all__ = ["DEFAULT_DEADLINE_SECONDS", "Federation", "attached", "federation_for"]
-
-log = logging.getLogger("zhida.federation")
-
-DEFAULT_DEADLINE_SECONDS = 30.0
-MAX_ATTEMPTS = 3
-BACKOFF_BASE_SECONDS = 0.05
-BACKOFF_CAP_SECONDS = 0.5
-TRACE_HEADER = "x-trace-id"
-PATH_TRAILER = "x-zhida-path"
-REPLAYED_TRAILER = "x-zhida-replayed"
-
-Behaviour = Callable[[Any, Any], Any]  # a coroutine function, or an async generator function
 
 _FEDERATIONS: weakref.WeakKeyDictionary[object, Federation] = weakref.WeakKeyDictionary()
 
@@ -166,16 +137,7 @@ def federation_for(runtime: Any) -> Federation | None:
     return found
 
 
-def _now_ms() -> int:
-    return int(time.time() * 1000)
-
-
-def _outcome(error: ZhidaError) -> Outcome:
-    denied = {"UNAUTHENTICATED", "PERMISSION_DENIED", "FAILED_PRECONDITION", "NOT_FOUND"}
-    return Outcome.DENIED if error.code.name in denied else Outcome.ERROR
-
-
-class Federation:
+class Federation(UnaryForwarding, StreamForwarding):
     """One node's federation machinery; see the module docstring."""
 
     def __init__(
@@ -237,26 +199,7 @@ class Federation:
             idempotency=SqlIdempotencyStore(runtime.database),
         )
 
-    async def close(self) -> None:
-        """Close the neighbour channels."""
-        channels, self._channels, self._stubs = list(self._channels.values()), {}, {}
-        for channel in channels:
-            await channel.close(None)
-
-    def channel(self, address: str) -> grpc.aio.Channel:
-        """The mTLS channel to the neighbour at ``address`` (opened in the serving loop)."""
-        channel = self._channels.get(address)
-        if channel is None:
-            channel = self._channels[address] = open_neighbour_channel(self.config, address)
-        return channel
-
-    def _stub(self, address: str) -> Any:
-        stub = self._stubs.get(address)
-        if stub is None:  # created in the serving loop, on first use
-            stub = self._stubs[address] = fpb_grpc.FederationServiceStub(self.channel(address))
-        return stub
-
-    # -- the origin --------------------------------------------------------------------------
+    # -- the interceptor hook ----------------------------------------------------------------
     def route(self, method: str, handler: grpc.RpcMethodHandler[Any, Any]) -> Behaviour | None:
         """The interceptor hook: a forwarding behaviour for a forwardable unary method."""
         spec = FORWARDABLE.get(method)
@@ -331,498 +274,3 @@ class Federation:
             return region
         found: str | None = await self.runtime.run_blocking(self.resources.region_of, code)
         return found
-
-    async def originate(
-        self, spec: Forwardable, request: Any, context: Any, target_region: str
-    ) -> Any:
-        """Send the caller's call towards ``target_region``; its response message."""
-        timing = phases.start("origin")
-        try:
-            return await self._originate(spec, request, context, target_region)
-        finally:
-            phases.mark("answered")
-            phases.finish(timing, TRACE_ID.get())
-
-    async def _originate(
-        self, spec: Forwardable, request: Any, context: Any, target_region: str
-    ) -> Any:
-        principal = current_principal()
-        trace_id = TRACE_ID.get()
-        data = request.SerializeToString(deterministic=True)
-        key = idempotency_header(context.invocation_metadata()) or secrets.token_urlsafe(18)
-        remaining = time_remaining()
-        now = _now_ms()
-        deadline_ms = now + int(
-            (DEFAULT_DEADLINE_SECONDS if remaining is None else remaining) * 1000
-        )
-        claims = CallerClaims.of(
-            principal,
-            trace_id=trace_id,
-            idempotency_key=key,
-            target_kind=spec.target_kind,
-            target=spec.target(request) or spec.target_kind,
-            target_region=target_region,
-            request=digest_input(spec.method, data),
-            deadline_ms=deadline_ms,
-        )
-        details = {"federation": "origin", "method": spec.method, "target_region": target_region}
-        recorded: asyncio.Future[None] | None = None
-        attempt = 0
-        try:
-            while True:
-                attempt += 1
-                now = _now_ms()
-                plan = self.router.plan(target_region, deadline_ms=deadline_ms, now_ms=now)
-                details["next"] = plan.hop.region
-                lifetime = min(MAX_LIFETIME_MS, max(1_000, deadline_ms - now + 1_000))
-                custody = self.signer.assert_caller(
-                    claims, audience=plan.hop.region, lifetime_ms=lifetime
-                )
-                envelope = fpb.ForwardRequest(
-                    method=spec.method,
-                    request=data,
-                    custody=custody.encode(),
-                    target_region=target_region,
-                    idempotency_key=key,
-                )
-                call = self._call(plan, envelope, trace_id)  # sent first: gRPC's task runs next
-                if recorded is None:  # then the event, committing while the call travels on
-                    recorded = self._audit_soon(spec, claims.target, details)
-                phases.mark("signed")
-                try:
-                    reply = await self._answer(plan, call)
-                    phases.mark("reply")
-                    break
-                except ZhidaError as error:
-                    pause = self._backoff(attempt, deadline_ms)
-                    if not retryable(error) or pause is None:
-                        raise
-                    log.info(
-                        "forward attempt %d to %s failed (%s); retrying in %.0f ms",
-                        attempt, plan.hop.region, error.reason, pause * 1000,
-                        extra={"trace_id": trace_id, "reason": error.reason},
-                    )  # fmt: skip
-                    await asyncio.sleep(pause)
-        except ZhidaError as error:
-            details["attempts"] = str(attempt)
-            if recorded is not None:
-                await recorded
-            await self._audit(spec, claims.target, details, error=error)
-            await refuse(context, error, trace_id, self.region)  # decided here, or further on
-            raise
-        await recorded
-        phases.mark("audited")
-        context.set_trailing_metadata(
-            (
-                (TRACE_HEADER, trace_id),
-                (PATH_TRAILER, ",".join(reply.path)),
-                (REPLAYED_TRAILER, "1" if reply.replayed else "0"),
-            )
-        )
-        return spec.response_type.FromString(reply.response)
-
-    async def originate_stream(
-        self, spec: Forwardable, request: Any, context: Any, target_region: str
-    ) -> AsyncIterator[Any]:
-        """Open the caller's stream towards ``target_region``; relay its messages one by one.
-
-        The client's deadline, if it set one, is the stream's (less ``hop_reserve_ms``
-        per hop); without one the stream lasts until either side ends it, and the
-        assertion's ``deadline_ms`` (30 s) only bounds the time the stream may take
-        to reach the serving node. No retry: a read stream is resumed by the client
-        from its cursor. The assertion's idempotency key names the stream; nothing
-        is stored under it.
-        """
-        principal = current_principal()
-        trace_id = TRACE_ID.get()
-        data = request.SerializeToString(deterministic=True)
-        remaining = context.time_remaining()
-        now = _now_ms()
-        budget_s = DEFAULT_DEADLINE_SECONDS if remaining is None else remaining
-        deadline_ms = now + int(budget_s * 1000)
-        claims = CallerClaims.of(
-            principal,
-            trace_id=trace_id,
-            idempotency_key="stream-" + secrets.token_urlsafe(12),
-            target_kind=spec.target_kind,
-            target=spec.target(request) or spec.target_kind,
-            target_region=target_region,
-            request=digest_input(spec.method, data),
-            deadline_ms=deadline_ms,
-        )
-        details = {
-            "federation": "origin",
-            "method": spec.method,
-            "target_region": target_region,
-            "stream": "true",
-        }
-        recorded: asyncio.Future[None] | None = None
-        try:
-            plan = self.router.plan(target_region, deadline_ms=deadline_ms, now_ms=now)
-            details["next"] = plan.hop.region
-            lifetime = min(MAX_LIFETIME_MS, max(1_000, deadline_ms - now + 1_000))
-            custody = self.signer.assert_caller(
-                claims, audience=plan.hop.region, lifetime_ms=lifetime
-            )
-            envelope = fpb.ForwardStreamRequest(
-                method=spec.method,
-                request=data,
-                custody=custody.encode(),
-                target_region=target_region,
-            )
-            recorded = self._audit_soon(spec, claims.target, details)
-            timeout = None if remaining is None else plan.timeout_seconds
-            async for message in self._relay(plan, envelope, trace_id, timeout, context):
-                if recorded is not None:  # committed before the caller sees data
-                    await recorded
-                    recorded = None
-                yield spec.response_type.FromString(message)
-        except ZhidaError as error:
-            if recorded is not None:
-                await recorded
-            await self._audit(spec, claims.target, details, error=error)
-            await refuse(context, error, trace_id, self.region)  # decided here, or further on
-            raise
-        if recorded is not None:
-            await recorded
-
-    async def _relay(
-        self,
-        plan: Plan,
-        envelope: fpb.ForwardStreamRequest,
-        trace_id: str,
-        timeout: float | None,
-        context: Any,
-    ) -> AsyncIterator[bytes]:
-        """``ForwardStream`` to the next hop; its messages' bytes, one at a time.
-
-        The path the serving node announces (``x-zhida-path`` initial metadata) is
-        passed on to ``context``'s caller. Nothing is read ahead: the next message
-        is asked of the neighbour when the caller has taken this one, so gRPC flow
-        control reaches the serving node. However this generator ends — finished,
-        failed, or closed because the caller went away — the upstream call is
-        cancelled (a no-op once it is over), so the serving node stops reading.
-        """
-        address = plan.hop.address or ""
-        call = self._stub(address).ForwardStream(
-            envelope,
-            timeout=None if timeout is None else max(timeout, 0.001),
-            metadata=((TRACE_HEADER, trace_id),),
-        )
-        try:
-            path = header(await call.initial_metadata(), PATH_TRAILER)
-            if path:
-                await context.send_initial_metadata(((PATH_TRAILER, path),))
-            while True:
-                message = await call.read()
-                if message is grpc.aio.EOF:  # type: ignore[attr-defined]
-                    break
-                yield message.response
-        except grpc.aio.AioRpcError as error:
-            raise neighbour_error(error, plan.hop.region, address) from None
-        finally:
-            call.cancel()
-
-    def _backoff(self, attempt: int, deadline_ms: int) -> float | None:
-        """Seconds to wait before attempt ``attempt + 1``; None when no retry fits."""
-        if attempt >= MAX_ATTEMPTS:
-            return None
-        ceiling = min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2**attempt)
-        pause = random.uniform(0, ceiling)  # noqa: S311 - jitter, not a secret
-        left_ms = deadline_ms - _now_ms() - pause * 1000
-        if left_ms < self.router.hop_reserve_ms + self.router.min_budget_ms:
-            return None
-        return pause
-
-    def _call(self, plan: Plan, envelope: fpb.ForwardRequest, trace_id: str) -> Any:
-        """Start ``Forward`` to the next hop: gRPC schedules its sending task at once, so
-        work started after this (the node's audit event: building, encoding, waking the
-        sequencer's thread) runs while the request is on its way, not before it leaves."""
-        return self._stub(plan.hop.address or "").Forward(
-            envelope,
-            timeout=max(plan.timeout_seconds, 0.001),
-            metadata=((TRACE_HEADER, trace_id),),
-        )
-
-    async def _answer(self, plan: Plan, call: Any) -> Any:
-        """The next hop's reply to ``call``; its failure as :func:`neighbour_error`."""
-        try:
-            return await call
-        except grpc.aio.AioRpcError as error:
-            raise neighbour_error(error, plan.hop.region, plan.hop.address or "") from None
-
-    # -- the Forward RPC -----------------------------------------------------------------------
-    async def handle(self, envelope: fpb.ForwardRequest, context: Any) -> fpb.ForwardResponse:
-        """Serve one ``Forward`` call (see the module docstring)."""
-        received_ms = _now_ms()
-        timing = phases.start("forward")
-        try:
-            return await self._handle(envelope, context, received_ms)
-        finally:
-            phases.mark("answered")
-            phases.finish(timing, TRACE_ID.get())
-
-    async def _handle(
-        self, envelope: fpb.ForwardRequest, context: Any, received_ms: int
-    ) -> fpb.ForwardResponse:
-        peer = self.peers.identity(context)
-        if peer is None:
-            raise Unauthenticated(
-                "Forward is served on the federation's mutual-TLS port only",
-                reason="NODE_CERT_REQUIRED",
-            )
-        details = {"federation": "forward", "method": envelope.method, "peer": peer.region_code}
-        verified: VerifiedCustody | None = None
-        spec: Forwardable | None = None
-        recorded: list[asyncio.Future[None]] = []  # this node's event, once it is started
-        try:
-            spec = FORWARDABLE.get(envelope.method)
-            if spec is None or spec.streaming:
-                raise InvalidArgument(
-                    f"{envelope.method!r} is not forwarded between nodes as a unary call",
-                    reason="METHOD_NOT_FORWARDABLE",
-                )
-            custody = Custody.decode(envelope.custody)
-            verified = await self.runtime.run_blocking(  # signatures; the replay row
-                self.custody.verify,
-                custody,
-                digest_input(envelope.method, envelope.request),
-                peer=peer.region_code,
-            )
-            phases.mark("verified")
-            claims = verified.claims
-            TRACE_ID.set(claims.trace_id)
-            details.update(target_region=claims.target_region, path="→".join(verified.path))
-            self._check_envelope(envelope, spec, verified)
-            now = _now_ms()
-            plan = self.router.plan(
-                claims.target_region,
-                deadline_ms=verified.deadline_ms,
-                now_ms=now,
-                path=verified.path,
-            )
-            deadline = time.monotonic() + (plan.deadline_ms - now) / 1000
-            current = DEADLINE.get()
-            DEADLINE.set(deadline if current is None else min(current, deadline))
-            if plan.hop.kind is RouteKind.LOCAL:
-                details["federation"] = "serve"
-                served = verified
-
-                def claimed(replayed: bool) -> None:  # the event commits while the call runs
-                    details["replayed"] = str(replayed).lower()
-                    recorded.append(self._audit_soon(spec, claims.target, details, served))
-
-                reply = await self.serving.serve(
-                    spec, envelope, verified, deadline_ms=plan.deadline_ms, on_claim=claimed
-                )
-            else:
-                details["next"] = plan.hop.region
-                onward = self.signer.forward(
-                    verified,
-                    audience=plan.hop.region,
-                    deadline_ms=plan.deadline_ms,
-                    received_ms=received_ms,
-                )
-                call = self._call(
-                    plan,
-                    fpb.ForwardRequest(
-                        method=envelope.method,
-                        request=envelope.request,
-                        custody=onward.encode(),
-                        target_region=envelope.target_region,
-                        idempotency_key=envelope.idempotency_key,
-                    ),
-                    claims.trace_id,
-                )  # on its way first; the event commits meanwhile
-                recorded.append(self._audit_soon(spec, claims.target, details, verified))
-                phases.mark("signed")
-                reply = await self._answer(plan, call)
-            phases.mark("reply")
-        except ZhidaError as error:
-            if isinstance(error, AssertionRejected):
-                details["failure"] = error.failure.value
-            target = verified.claims.target if verified is not None else None
-            for started in recorded:
-                await started
-            await self._audit(spec, target, details, error=error, verified=verified)
-            await refuse(context, error, TRACE_ID.get(), self._decided_at(verified, peer))
-            raise
-        if recorded:
-            for started in recorded:
-                await started
-            phases.mark("audited")
-        else:  # not expected: serve() settles the claim before it answers
-            await self._audit(spec, verified.claims.target, details, verified=verified)
-        return reply
-
-    # -- the ForwardStream RPC ----------------------------------------------------------------
-    async def handle_stream(
-        self, envelope: fpb.ForwardStreamRequest, context: Any
-    ) -> AsyncIterator[fpb.ForwardStreamResponse]:
-        """Serve one ``ForwardStream`` call: the checks of :meth:`handle`, then relay or serve.
-
-        Per hop: the mTLS peer, the custody chain (signatures, links, digest of method
-        and request, audience, sender, deadline, ``jti`` replay), the envelope against
-        the assertion, the route with the custody path; one ``data.request`` event
-        (``details.stream = true``) with the shared trace id, and a second one when the
-        stream fails. The serving node announces the path in the initial metadata.
-        """
-        received_ms = _now_ms()
-        peer = self.peers.identity(context)
-        if peer is None:
-            raise Unauthenticated(
-                "ForwardStream is served on the federation's mutual-TLS port only",
-                reason="NODE_CERT_REQUIRED",
-            )
-        details = {
-            "federation": "forward",
-            "method": envelope.method,
-            "peer": peer.region_code,
-            "stream": "true",
-        }
-        verified: VerifiedCustody | None = None
-        spec: Forwardable | None = None
-        recorded: asyncio.Future[None] | None = None
-        try:
-            spec = FORWARDABLE.get(envelope.method)
-            if spec is None or not spec.streaming:
-                raise InvalidArgument(
-                    f"{envelope.method!r} is not forwarded between nodes as a stream",
-                    reason="METHOD_NOT_FORWARDABLE",
-                )
-            custody = Custody.decode(envelope.custody)
-            verified = await self.runtime.run_blocking(
-                self.custody.verify,
-                custody,
-                digest_input(envelope.method, envelope.request),
-                peer=peer.region_code,
-            )
-            claims = verified.claims
-            TRACE_ID.set(claims.trace_id)
-            details.update(target_region=claims.target_region, path="→".join(verified.path))
-            if (
-                envelope.target_region != claims.target_region
-                or spec.target_kind != claims.target_kind
-            ):
-                raise AssertionRejected(
-                    AssertionFailure.DIGEST_MISMATCH,
-                    "the ForwardStream envelope differs from the signed assertion",
-                )
-            now = _now_ms()
-            plan = self.router.plan(
-                claims.target_region,
-                deadline_ms=verified.deadline_ms,
-                now_ms=now,
-                path=verified.path,
-            )
-            stream: AsyncIterator[bytes]
-            if plan.hop.kind is RouteKind.LOCAL:
-                details["federation"] = "serve"
-                recorded = self._audit_soon(spec, claims.target, details, verified)
-                path = ",".join([*verified.path, self.region])
-                await context.send_initial_metadata(((PATH_TRAILER, path),))
-                stream = self.serving.serve_stream(spec, envelope, verified)
-            else:
-                details["next"] = plan.hop.region
-                onward = self.signer.forward(
-                    verified,
-                    audience=plan.hop.region,
-                    deadline_ms=plan.deadline_ms,
-                    received_ms=received_ms,
-                )
-                recorded = self._audit_soon(spec, claims.target, details, verified)
-                remaining = context.time_remaining()
-                timeout = (
-                    None if remaining is None else remaining - self.router.hop_reserve_ms / 1000
-                )
-                stream = self._relay(
-                    plan,
-                    fpb.ForwardStreamRequest(
-                        method=envelope.method,
-                        request=envelope.request,
-                        custody=onward.encode(),
-                        target_region=envelope.target_region,
-                    ),
-                    claims.trace_id,
-                    timeout,
-                    context,
-                )
-            async for data in stream:
-                if recorded is not None:  # committed before the first message leaves
-                    await recorded
-                    recorded = None
-                yield fpb.ForwardStreamResponse(response=data)
-        except ZhidaError as error:
-            if isinstance(error, AssertionRejected):
-                details["failure"] = error.failure.value
-            target = verified.claims.target if verified is not None else None
-            if recorded is not None:
-                await recorded
-            await self._audit(spec, target, details, error=error, verified=verified)
-            await refuse(context, error, TRACE_ID.get(), self._decided_at(verified, peer))
-            raise
-        if recorded is not None:
-            await recorded
-
-    def _decided_at(self, verified: VerifiedCustody | None, peer: Any) -> str:
-        """The ``x-zhida-path`` of a call this node ends: the verified path and this node;
-        before the custody is verified, only what the mTLS handshake proved (the peer)."""
-        if verified is not None:
-            return ",".join([*verified.path, self.region])
-        return ",".join([peer.region_code, self.region])
-
-    def _check_envelope(
-        self, envelope: fpb.ForwardRequest, spec: Forwardable, verified: VerifiedCustody
-    ) -> None:
-        claims = verified.claims
-        if (
-            envelope.target_region != claims.target_region
-            or envelope.idempotency_key != claims.idempotency_key
-            or spec.target_kind != claims.target_kind
-        ):
-            raise AssertionRejected(
-                AssertionFailure.DIGEST_MISMATCH,
-                "the Forward envelope differs from the signed assertion",
-            )
-
-    # -- audit -------------------------------------------------------------------------------
-    def _audit_soon(
-        self,
-        spec: Forwardable | None,
-        target: str | None,
-        details: dict[str, str],
-        verified: VerifiedCustody | None = None,
-    ) -> asyncio.Future[None]:
-        """Start this node's ``data.request`` event now (a copy of ``details``): its group
-        commit runs while the call travels on; the caller awaits it before answering."""
-        return asyncio.ensure_future(self._audit(spec, target, dict(details), verified=verified))
-
-    async def _audit(
-        self,
-        spec: Forwardable | None,
-        target: str | None,
-        details: dict[str, str],
-        *,
-        error: ZhidaError | None = None,
-        verified: VerifiedCustody | None = None,
-    ) -> None:
-        """One ``data.request`` event for this node's part in a forwarded call."""
-        principal = verified.principal() if verified is not None else None
-        resource = target if spec is not None and spec.target_kind == "resource" else None
-        try:
-            if error is None:
-                await self.runtime.recorder.record(
-                    Action.DATA_REQUEST, principal=principal, resource=resource, details=details
-                )
-            else:
-                await self.runtime.recorder.record(
-                    Action.DATA_REQUEST,
-                    outcome=_outcome(error),
-                    reason=error.reason,
-                    principal=principal,
-                    resource=resource,
-                    details=details,
-                )
-        except Exception:
-            # the answer stands even if it cannot be recorded; the operator must know
-            log.exception("could not record a forwarded call in the audit log")
