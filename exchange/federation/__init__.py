@@ -10,7 +10,9 @@ Node certificates for mutual TLS are in :mod:`signing.node_certs`.
 On the node, with gRPC: :mod:`~exchange.federation.transport` (the mTLS port,
 neighbour channels, the peer as a Principal), :mod:`~exchange.federation.targets`
 (which calls are forwarded, to which region), :mod:`~exchange.federation.forwarder`
-(the origin and each hop), :mod:`~exchange.federation.serving` and
+(the origin and each hop; unary calls in ``forward_unary``, streams in
+``forward_stream``, shared parts in ``forward_base``, ``forward_retry`` and
+``forward_audit``), :mod:`~exchange.federation.serving` and
 :mod:`~exchange.federation.dispatch` (the serving node, in-process) and
 :mod:`~exchange.federation.remote` (a neighbour's failures).
 """
