@@ -190,6 +190,12 @@ def test_a_county_resource_reaches_the_national_catalogue(federation: LocalFeder
 
 def test_the_county_checkpoint_is_cosigned_by_the_city(federation: LocalFederation) -> None:
     county, city = config(federation, "420102"), config(federation, "420100")
+    # one refused call is one auth.failure event: the log has something to witness
+    unauthenticated = apb_grpc.AuditServiceStub(
+        grpc.insecure_channel(federation.nodes["420102"].address)
+    )
+    with pytest.raises(grpc.RpcError):
+        unauthenticated.GetCheckpoint(apb.GetCheckpointRequest(), timeout=10)
     database = Database(county.database.url)
     try:
 
