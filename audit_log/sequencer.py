@@ -17,7 +17,9 @@ at most ``max_delay`` after the oldest queued event, until about
 ``target_batch`` events could have arrived at the recent arrival rate; when
 events come further apart than ``max_delay`` (a lone call) it writes at
 once. Async callers are woken with one ``call_soon_threadsafe`` per event
-loop per batch, not one per event.
+loop per batch, not one per event. ``append_many(events, rows=...)`` is the
+exception: the caller's thread writes its events with another table's rows
+(the licence vault's use records) in one storage transaction, no hand-off.
 
 Example::
 
@@ -39,7 +41,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 
 from audit_log.events import AuditEvent
-from audit_log.storage import EncodedEvent, LogStorage
+from audit_log.storage import EncodedEvent, ExtraRows, LogStorage
 from zhida.errors import ResourceExhausted, Unavailable
 
 DEFAULT_MAX_BATCH = 1024
@@ -96,6 +98,7 @@ class Sequencer:
         self._cond = threading.Condition(threading.Lock())
         self._closed = False
         self._urgent = False  # something queued must not wait for company
+        self._direct = 0  # appends with rows under way in their callers' threads
         self._thread: threading.Thread | None = None
 
     # --- submitting ----------------------------------------------------------
@@ -143,17 +146,46 @@ class Sequencer:
         return self.submit(event).result(timeout)
 
     def append_many(
-        self, events: Iterable[AuditEvent | EncodedEvent], timeout: float | None = None
+        self,
+        events: Iterable[AuditEvent | EncodedEvent],
+        timeout: float | None = None,
+        *,
+        rows: Sequence[ExtraRows] = (),
     ) -> list[int]:
         """Append several events (queued at once); their indices, in order.
 
         Written without waiting ``max_delay`` for company: the caller already
         batched them and blocks (e.g. the licence vault's use-record journal, one
         call per batch of fetches), so nothing more can come from it meanwhile.
+        With ``rows`` (other tables' rows, see :data:`~audit_log.storage.ExtraRows`)
+        the caller's thread writes them and the events in one transaction of
+        the storage, durable on return, all or nothing: no hand-off to the
+        writer thread and back (the storage serialises it with the writer's).
         """
+        if rows:
+            return self._append_now([_encoded(e) for e in events], rows)
         items: list[tuple[EncodedEvent, Future[int]]] = [(_encoded(e), Future()) for e in events]
         self._enqueue(items, urgent=True)
         return [waiter.result(timeout) for _, waiter in items]
+
+    def _append_now(self, events: list[EncodedEvent], rows: Sequence[ExtraRows]) -> list[int]:
+        with self._cond:
+            if self._closed:
+                raise Unavailable("the audit log is closed", reason="AUDIT_LOG_CLOSED")
+            self._direct += 1
+        try:
+            try:
+                first = self.storage.append(events, rows)
+            except BaseException:
+                self.stats.failed_batches += 1
+                raise
+            self._count(len(events))
+            return list(range(first, first + len(events)))
+        finally:
+            with self._cond:
+                self._direct -= 1
+                if not self._direct:
+                    self._cond.notify_all()  # close() may be waiting
 
     async def append_async(self, event: AuditEvent | EncodedEvent) -> int:
         """Append ``event`` from asyncio code; resumes once it is durable."""
@@ -211,21 +243,29 @@ class Sequencer:
                 if not isinstance(exc, Exception):
                     raise
                 continue
-            self.stats.batches += 1
-            self.stats.events += len(batch)
-            self.stats.largest_batch = max(self.stats.largest_batch, len(batch))
-            if len(self.stats.batch_sizes) < 100_000:
-                self.stats.batch_sizes.append(len(batch))
+            self._count(len(batch))
             _settle([waiter for _, waiter, _ in batch], first=first)
 
+    def _count(self, size: int) -> None:
+        self.stats.batches += 1
+        self.stats.events += size
+        self.stats.largest_batch = max(self.stats.largest_batch, size)
+        if len(self.stats.batch_sizes) < 100_000:
+            self.stats.batch_sizes.append(size)
+
     def close(self, timeout: float | None = 30.0) -> None:
-        """Refuse new appends, store what is queued, stop the writer (idempotent)."""
+        """Refuse new appends, store what is queued, stop the writer (idempotent).
+
+        Also waits (up to ``timeout``) for appends under way in callers' threads.
+        """
         with self._cond:
             self._closed = True
             self._cond.notify_all()
             thread = self._thread
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout)
+        with self._cond:
+            self._cond.wait_for(lambda: not self._direct, timeout)
 
     @property
     def queued(self) -> int:

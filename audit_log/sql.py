@@ -62,6 +62,7 @@ from audit_log.note import NoteSigner, NoteVerifier
 from audit_log.storage import (
     EncodedEvent,
     EventQuery,
+    ExtraRows,
     SearchColumns,
     SignedCheckpoint,
     StoredEvent,
@@ -211,11 +212,11 @@ class SqlLogStorage:
             raise TreeStateError("the audit_tree row is missing")
         return CompactRange.from_bytes(as_bytes(state))
 
-    def append(self, events: Sequence[EncodedEvent], /) -> int:
+    def append(self, events: Sequence[EncodedEvent], extra: Sequence[ExtraRows] = (), /) -> int:
         if not events:
             raise ValueError("append needs at least one event")
         if self._dialect == "sqlite":
-            return self._append_sqlite(events)
+            return self._append_sqlite(events, extra)
         with self._transaction() as conn:
             tree = self._lock_tree(conn)
             first = tree.size
@@ -228,6 +229,10 @@ class SqlLogStorage:
             else:
                 insert_rows(conn, "audit_event", _EVENT_COLUMNS, rows)
                 insert_rows(conn, "audit_node", ("id", "hash"), nodes)
+            for table, columns, values in extra:  # psycopg's marks (SQLite went above)
+                marks = ", ".join(["%s"] * len(columns))
+                head = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})"  # noqa: S608
+                conn.exec_driver_sql(head, list(values))
             moved = conn.execute(
                 update(_TREE)
                 .where(_TREE.c.id == TREE_ROW_ID, _TREE.c.size == first)
@@ -242,7 +247,7 @@ class SqlLogStorage:
                 raise TreeStateError("the tree moved under its lock")
         return first
 
-    def _append_sqlite(self, events: Sequence[EncodedEvent]) -> int:
+    def _append_sqlite(self, events: Sequence[EncodedEvent], extra: Sequence[ExtraRows]) -> int:
         """:meth:`append` on SQLite straight through the driver.
 
         The SQLAlchemy path's transaction (BEGIN IMMEDIATE, tree checked under
@@ -259,7 +264,7 @@ class SqlLogStorage:
             try:
                 if driver is None:
                     driver = self._writer = self._open_writer()
-                return self._append_on(driver, events)
+                return self._append_on(driver, events, extra)
             except sqlite3.Error as error:
                 self._drop_writer()
                 wrapped = sa_exc.DBAPIError.instance(None, None, error, sqlite3.Error)
@@ -290,7 +295,9 @@ class SqlLogStorage:
                 driver.execute("PRAGMA synchronous=NORMAL")  # type: ignore[union-attr]
             borrowed.close()
 
-    def _append_on(self, driver: sqlite3.Connection, events: Sequence[EncodedEvent]) -> int:
+    def _append_on(
+        self, driver: sqlite3.Connection, events: Sequence[EncodedEvent], extra: Sequence[ExtraRows]
+    ) -> int:
         driver.execute("BEGIN IMMEDIATE")
         try:
             known, self._tree = self._tree, None  # grown in place: kept only once committed
@@ -308,6 +315,8 @@ class SqlLogStorage:
             rows = [self._event_row(first + i, e) for i, e in enumerate(events)]
             insert_driver_rows(driver, "audit_event", _EVENT_COLUMNS, rows)
             insert_driver_rows(driver, "audit_node", ("id", "hash"), nodes)
+            for table, columns, values in extra:
+                insert_driver_rows(driver, table, columns, values)
             driver.execute("COMMIT")
         except BaseException:
             with suppress(Exception):

@@ -24,7 +24,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from audit_log.checkpoint import Checkpoint
 from audit_log.events import Action, AuditEvent, Outcome, decode_event, encode_event
@@ -44,6 +44,11 @@ class EncodedEvent:
     def of(cls, event: AuditEvent) -> EncodedEvent:
         leaf = encode_event(event)
         return cls(event, leaf, leaf_hash(leaf))
+
+
+ExtraRows = tuple[str, Sequence[str], Sequence[tuple[Any, ...]]]
+"""Rows of another table (name, columns, rows bound for the database) that an
+append writes in the same transaction as its events (our constant names only)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,11 +143,13 @@ class WitnessRecord:
 class LogStorage(Protocol):
     """Where a log keeps its entries, node hashes, tree state and checkpoints."""
 
-    def append(self, events: Sequence[EncodedEvent], /) -> int:
+    def append(self, events: Sequence[EncodedEvent], rows: Sequence[ExtraRows] = (), /) -> int:
         """Sequence and store ``events`` in one transaction; return the first index.
 
-        On any error nothing is written. Concurrent callers (other threads or
-        processes) get disjoint, contiguous index ranges.
+        ``rows``: other tables' rows written in that same transaction (e.g. the
+        licence vault's use records), durable with the events. On any error
+        nothing is written. Concurrent callers (other threads or processes) get
+        disjoint, contiguous index ranges.
         """
         ...
 

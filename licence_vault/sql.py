@@ -12,7 +12,7 @@ consent) waits for the disk before it returns — SQLite commits it with
 and PostgreSQL with ``synchronous_commit = on``. Use records go through a
 :class:`~licence_vault.journal.UseJournal`: one transaction per batch of
 concurrent fetches, made durable by itself or by the companion commit (the
-node's audit log on the same database) that follows it.
+node's audit log on the same database: written in its transaction).
 
 A licence's JWS is stored with its issue event, in the transaction that
 inserts the licence (see :mod:`licence_vault.sql_rows`); the fetch reads it
@@ -138,7 +138,9 @@ class SqlLicenceStore:
         self.database = database
         self._dialect = database.dialect
         self._driver = DriverPaths(database)
-        self._journal: UseJournal[UseRecord] = UseJournal(self._write_uses, companion)
+        self._journal: UseJournal[UseRecord] = UseJournal(
+            self._driver.insert_uses, companion, rows=self._driver.use_rows
+        )
 
     @property
     def companion(self) -> Companion | None:
@@ -498,9 +500,6 @@ class SqlLicenceStore:
 
     def add_uses(self, uses: Sequence[UseRecord]) -> None:
         self._driver.insert_uses(uses, durable=True)
-
-    def _write_uses(self, uses: Sequence[UseRecord], durable: bool) -> None:
-        self._driver.insert_uses(uses, durable=durable)
 
     def uses_of(
         self, holder_code: str, *, before: int = 0, limit: int = 100

@@ -253,15 +253,19 @@ class DriverPaths:
         licences = [_licence_raw(r) for r in licence_rows]
         return consents, licences
 
-    def insert_uses(self, uses: Sequence[UseRecord], *, durable: bool) -> None:
+    def insert_uses(self, uses: Sequence[UseRecord], durable: bool) -> None:
         """Insert use records in one transaction; wait for the disk iff ``durable``."""
+        self.insert(self.use_rows(uses), durable=durable)
+
+    def use_rows(self, uses: Sequence[UseRecord]) -> list[tuple[str, tuple[str, ...], list[Any]]]:
+        """The ``licence_use`` rows of ``uses``, bound for this database (one table)."""
         rows = []
         for use in uses:
             values = use_values(use)
             for key in _USE_TIMES:
                 values[key] = self.bind_time(values[key])
             rows.append(tuple(values[c] for c in _USE))
-        self.insert([("licence_use", _USE, rows)], durable=durable)
+        return [("licence_use", _USE, rows)]
 
     def insert(self, tables: Sequence[Table], *, durable: bool) -> None:
         """Insert rows into several tables in one transaction (multi-row INSERTs on SQLite:

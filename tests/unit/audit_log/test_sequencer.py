@@ -6,6 +6,7 @@ import asyncio
 import threading
 import time
 from collections.abc import Sequence
+from typing import Any
 
 import pytest
 
@@ -196,3 +197,41 @@ def test_appends_under_load_are_grouped() -> None:
     assert sorted(f.result(10) for f in futures) == list(range(64))
     sequencer.close()
     assert len(storage.batches) <= 32  # batches of several events, not one each
+
+
+class _RowsStorage:
+    """Records each append with its extra rows and the thread that wrote it."""
+
+    def __init__(self, fail: bool = False) -> None:
+        self.calls: list[tuple[int, list[Any], str]] = []
+        self.fail = fail
+        self.size = 0
+
+    def append(self, events: Sequence[EncodedEvent], rows: Sequence[Any] = (), /) -> int:
+        if self.fail:
+            raise Unavailable("database went away", reason="DATABASE_UNAVAILABLE")
+        self.calls.append((len(events), list(rows), threading.current_thread().name))
+        first, self.size = self.size, self.size + len(events)
+        return first
+
+
+def test_append_many_with_rows_writes_them_with_the_events_in_the_callers_thread() -> None:
+    storage = _RowsStorage()
+    sequencer = Sequencer(storage)  # type: ignore[arg-type]
+    rows = [("t", ("a",), [(1,)])]
+    assert sequencer.append_many([make_event(0)]) == [0]  # through the writer thread
+    assert sequencer.append_many([make_event(1), make_event(2)], rows=rows) == [1, 2]
+    assert storage.calls[-1] == (2, rows, threading.current_thread().name)
+    assert storage.calls[0][2] == "zhida-audit-sequencer"
+    assert sequencer.stats.events == 3
+    sequencer.close()
+    with pytest.raises(Unavailable):
+        sequencer.append_many([make_event(3)], rows=rows)
+
+
+def test_a_failed_append_with_rows_raises_to_its_caller() -> None:
+    sequencer = Sequencer(_RowsStorage(fail=True))  # type: ignore[arg-type]
+    with pytest.raises(Unavailable):
+        sequencer.append_many([make_event(0)], rows=[("t", ("a",), [(1,)])])
+    assert sequencer.stats.failed_batches == 1
+    sequencer.close()

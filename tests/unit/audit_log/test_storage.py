@@ -7,7 +7,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.dialects import sqlite
 
 import audit_log.bulk
@@ -196,3 +196,35 @@ def test_a_sqlite_batch_failing_after_its_event_rows_writes_nothing(
     with database.session() as s:
         assert s.scalar(select(func.count()).select_from(AuditEventRow)) == 5
     assert storage.append([EncodedEvent.of(make_event(5))]) == 5
+
+
+def _extra_table(database: Database) -> None:
+    with database.engine.begin() as conn:
+        conn.execute(text("CREATE TABLE extra_rows (k INTEGER PRIMARY KEY, v VARCHAR(20))"))
+
+
+def _extra_keys(database: Database) -> list[int]:
+    with database.engine.connect() as conn:
+        return [r[0] for r in conn.execute(text("SELECT k FROM extra_rows ORDER BY k"))]
+
+
+def test_extra_rows_are_written_in_the_batch_transaction(database: Database) -> None:
+    _extra_table(database)
+    storage = SqlLogStorage(database)
+    rows = [("extra_rows", ("k", "v"), [(1, "a"), (2, "b")])]
+    assert storage.append([EncodedEvent.of(make_event(i)) for i in range(3)], rows) == 0
+    assert _extra_keys(database) == [1, 2]
+    assert storage.tree_head().size == 3
+    before = storage.tree_head()
+    # A duplicate key among the extra rows: neither they nor the events are stored.
+    bad = [("extra_rows", ("k", "v"), [(3, "c"), (1, "again")])]
+    with pytest.raises(Exception):  # noqa: B017, PT011 (the dialect's integrity error)
+        storage.append([EncodedEvent.of(make_event(i)) for i in range(3, 5)], bad)
+    assert storage.tree_head() == before
+    assert _extra_keys(database) == [1, 2]
+    with database.session() as s:
+        assert s.scalar(select(func.count()).select_from(AuditEventRow)) == 3
+    more = [("extra_rows", ("k", "v"), [(3, "c")])]
+    assert storage.append([EncodedEvent.of(make_event(3))], more) == 3
+    assert _extra_keys(database) == [1, 2, 3]
+    storage.close()

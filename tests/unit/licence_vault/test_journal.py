@@ -119,3 +119,38 @@ def test_concurrent_callers_share_batches() -> None:
     # each batch's uses are written before its companion records are committed
     kinds = [kind for kind, _i, _d in rec.log]
     assert kinds == ["write", "companion"] * len(writes)
+
+
+class RowsCompanion:
+    """A companion that takes the use records' rows into its own transaction."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[list[str], list[Any]]] = []
+        self.fail = False
+
+    def __call__(self, records: Sequence[str], *, rows: Sequence[Any] = ()) -> None:
+        if self.fail:
+            raise RuntimeError("companion failed")
+        self.calls.append((list(records), list(rows)))
+
+
+def test_a_companion_taking_rows_writes_the_uses_in_its_one_transaction() -> None:
+    rec, companion = Recorder(), RowsCompanion()
+    journal: UseJournal[str] = UseJournal(
+        rec.write, companion, rows=lambda items: [("use", ("id",), [(i,) for i in items])]
+    )
+    journal.write(["u1", "u2"], ["e1"])
+    assert rec.log == []  # no transaction of their own
+    assert companion.calls == [(["e1"], [("use", ("id",), [("u1",), ("u2",)])])]
+    journal.write(["u3"])  # nothing to ride on: made durable by itself
+    assert rec.log == [("write", ["u3"], True)]
+    companion.fail = True
+    with pytest.raises(RuntimeError):
+        journal.write(["u4"], ["e4"])
+
+
+def test_rows_are_not_given_to_a_companion_that_does_not_take_them() -> None:
+    rec = Recorder()
+    journal: UseJournal[str] = UseJournal(rec.write, rec.companion, rows=lambda items: [])
+    journal.write(["u1"], ["e1"])
+    assert rec.log == [("write", ["u1"], False), ("companion", ["e1"], None)]
