@@ -166,19 +166,7 @@ class _ES256(Algorithm):
         sign, mode = key.sign, self._PREHASHED
 
         def sign_digest(digest: bytes) -> bytes:
-            der = sign(digest, mode)
-            # _jose_from_der's case, inline: 30 L 02 Lr r 02 Ls s, lengths of one byte
-            r_len = der[3]
-            s_len = len(der) - r_len - 6
-            if (
-                0 < s_len <= 33
-                and r_len <= 33
-                and der[1] == len(der) - 2
-                and der[5 + r_len] == s_len
-            ):
-                r, s = der[4 : 4 + r_len][-32:], der[6 + r_len :][-32:]
-                return r.rjust(32, b"\0") + s.rjust(32, b"\0")
-            return _jose_from_der(der)
+            return _jose_from_der(sign(digest, mode))
 
         return sign_digest
 

@@ -34,7 +34,6 @@ import rfc8785
 from zhida.errors import InvalidArgument
 
 __all__ = [
-    "ORJSON_CANONICAL",
     "b64url_decode",
     "b64url_decode_bytes",
     "b64url_encode",
@@ -42,7 +41,6 @@ __all__ = [
     "canonical_json",
     "loads_canonical",
     "loads_strict",
-    "plain_json",
 ]
 
 _MAX_SAFE_INT = 2**53 - 1
@@ -181,14 +179,6 @@ def _walk(value: Any) -> bool:
         if not stack:
             return True
         item = stack.pop()
-
-
-# For callers that inline canonical_json's common case (the JWS signer): when
-# plain_json(value) holds, orjson.dumps(value, option=ORJSON_CANONICAL) is the
-# RFC 8785 form; else canonical_json(value) decides. plain_json needs a value
-# orjson has rendered (bounded depth, no cycles).
-ORJSON_CANONICAL = _ORJSON
-plain_json = _no_floats
 
 
 # The C encoder json.dumps(ensure_ascii=False, separators=(",", ":"),

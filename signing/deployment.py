@@ -147,17 +147,9 @@ class Deployment(ops.DeploymentOps):
         issuing CA) and ``seal``; ``iat`` is added unless present.
         """
         if now is not None:  # an explicit time (tests, backfills): no cache
-            return self._build_context(dept_uscc, now).jws_signer.sign(payload, now=now)
+            return self._context(dept_uscc, now).jws_signer.sign(payload, now=now)
         clock = _time()
-        context = self._contexts.get(dept_uscc)
-        if (  # the hot path of _context_at, inline
-            context is None
-            or self._changes.value != self._contexts_changes
-            or clock - self._checked_at > _RECHECK_SECONDS
-            or not context.usable_from <= clock < context.usable_until
-        ):
-            context = self._context_at(dept_uscc, clock)
-        return context.jws_signer.sign_at(payload, int(clock))
+        return self._context_at(dept_uscc, clock).jws_signer.sign_at(payload, int(clock))
 
     def sign_pdf(self, dept_uscc: str, pdf: bytes, *, now: datetime | None = None) -> bytes:
         """``pdf`` with the department's PAdES B-B signature under its seal."""
