@@ -395,9 +395,15 @@ class NodeVerifier:
         intermediates: Sequence[x509.Certificate] = (),
         *,
         at: datetime | None = None,
+        ders: tuple[bytes, ...] | None = None,
     ) -> tuple[NodeIdentity, PublicKeyTypes]:
-        """:meth:`verify`, also returning the leaf's public key (for signed assertions)."""
-        verified = self._verified(leaf, intermediates, at or datetime.now(UTC))
+        """:meth:`verify`, also returning the leaf's public key (for signed assertions).
+
+        ``ders``: the certificates' DER bytes (leaf first) when the caller has
+        them already, e.g. decoded from a token's ``x5c``: they are the cache
+        key, and re-encoding them costs most of a cached verification.
+        """
+        verified = self._verified(leaf, intermediates, at or datetime.now(UTC), ders)
         return verified.identity, verified.key
 
     def verify_pem(self, pem: bytes | str, *, at: datetime | None = None) -> NodeIdentity:
@@ -432,9 +438,13 @@ class NodeVerifier:
         return self.verify(leaf, [c for c in sent if c != leaf], at=at)
 
     def _verified(
-        self, leaf: x509.Certificate, intermediates: Sequence[x509.Certificate], at: datetime
+        self,
+        leaf: x509.Certificate,
+        intermediates: Sequence[x509.Certificate],
+        at: datetime,
+        ders: tuple[bytes, ...] | None = None,
     ) -> _Verified:
-        key = tuple(c.public_bytes(Encoding.DER) for c in (leaf, *intermediates))
+        key = ders or tuple(c.public_bytes(Encoding.DER) for c in (leaf, *intermediates))
         entry = self._cache.get(key)
         if entry is None or not entry.not_before <= at <= entry.not_after:
             entry = self._build(leaf, intermediates, at)

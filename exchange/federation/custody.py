@@ -104,6 +104,7 @@ class _Header:
     algorithm: Algorithm
     leaf: x509.Certificate
     intermediates: tuple[x509.Certificate, ...]
+    ders: tuple[bytes, ...]  # x5c decoded: the node verifier's cache key as it is
 
 
 def _header(h64: str) -> _Header:
@@ -119,14 +120,15 @@ def _header(h64: str) -> _Header:
     if not (isinstance(x5c, list) and 0 < len(x5c) <= 5 and all(isinstance(c, str) for c in x5c)):
         raise _fail(AssertionFailure.MALFORMED, "x5c must be 1 to 5 strings")
     try:
-        certs = [x509.load_der_x509_certificate(base64.b64decode(c, validate=True)) for c in x5c]
+        ders = tuple(base64.b64decode(c, validate=True) for c in x5c)
+        certs = [x509.load_der_x509_certificate(der) for der in ders]
         key: PublicKeyTypes = certs[0].public_key()
     except (ValueError, binascii.Error) as exc:
         raise _fail(AssertionFailure.MALFORMED, f"x5c is unreadable: {exc}") from None
     algorithm = get_algorithm(alg)
     if not algorithm.accepts(key):
         raise _fail(AssertionFailure.ALG_NOT_ALLOWED, f"alg {alg} does not match the x5c key")
-    return _Header(str(typ), algorithm, certs[0], tuple(certs[1:]))
+    return _Header(str(typ), algorithm, certs[0], tuple(certs[1:]), ders)
 
 
 def _fields(payload: Any, spec: dict[str, type], what: str) -> dict[str, Any]:
@@ -183,7 +185,9 @@ class CustodyVerifier:
         if header.typ != typ:
             raise _fail(AssertionFailure.MALFORMED, f"typ is {header.typ!r}, expected {typ!r}")
         try:
-            signer, key = self.nodes.verify_key(header.leaf, header.intermediates, at=at)
+            signer, key = self.nodes.verify_key(
+                header.leaf, header.intermediates, at=at, ders=header.ders
+            )
         except NodeAuthError as exc:
             raise _fail(AssertionFailure.CERT_UNTRUSTED, f"{typ} signer: {exc.message}") from None
         except ValueError as exc:  # cryptography parses lazily: a malformed field shows up here
