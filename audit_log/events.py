@@ -55,7 +55,7 @@ TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"  # always microseconds, always UTC
 
 # Control characters, and lone surrogates (str can hold them; UTF-8 cannot).
 _BAD_TEXT = re.compile(r"[\x00-\x1f\x7f\ud800-\udfff]")
-_DETAIL_KEY = re.compile(r"[a-z][a-z0-9_]{0,63}")
+DETAIL_KEY = re.compile(r"[a-z][a-z0-9_]{0,63}")
 _HOLDER_REF = re.compile(r"[0-9a-f]{64}")
 _ROLES = frozenset(
     {"department", "issuer", "application", "holder", "auditor", "admin", "node", "anonymous"}
@@ -234,7 +234,7 @@ def _clearly_valid(e: AuditEvent) -> bool:
             return False
         for key in details:
             if key not in _GOOD_KEYS:
-                if type(key) is not str or not _DETAIL_KEY.fullmatch(key):
+                if type(key) is not str or not DETAIL_KEY.fullmatch(key):
                     return False
                 if len(_GOOD_KEYS) < 1024:
                     _GOOD_KEYS.add(key)
@@ -279,7 +279,7 @@ def _problems(event: AuditEvent) -> list[FieldViolation]:
         out.append(FieldViolation("details", f"must be a mapping of at most {MAX_DETAILS} items"))
     else:
         for key, value in event.details.items():
-            if not isinstance(key, str) or not _DETAIL_KEY.fullmatch(key):
+            if not isinstance(key, str) or not DETAIL_KEY.fullmatch(key):
                 out.append(FieldViolation(f"details[{key!r}]", "key must be lower_snake_case"))
             elif problem := _text_problem(value):
                 out.append(FieldViolation(f"details.{key}", problem))

@@ -189,7 +189,8 @@ def _request_data(node: LocalNode, provider: str, md: dict[str, Metadata]) -> di
 # -- 2. StreamDataset on the hosted provider ---------------------------------------------
 
 
-def _csv(count: int) -> bytes:
+def registry_csv(count: int) -> bytes:
+    """``count`` synthetic companies of the sample registry as a CSV upload."""
     lines = [",".join(ITEMS)]
     for i in range(count):
         row = company(i)
@@ -230,7 +231,7 @@ def _stream_once(address: str, md: Metadata) -> tuple[int, float, set[str]]:
 
 
 def _stream(node: LocalNode, md: dict[str, Metadata]) -> dict[str, Any]:
-    data = _csv(STREAM_RECORDS)
+    data = registry_csv(STREAM_RECORDS)
     start = time.perf_counter()
     uploaded = _upload(node.address, md["samr"], data)
     upload_seconds = time.perf_counter() - start

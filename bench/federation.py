@@ -60,6 +60,7 @@ from typing import Any
 
 import grpc
 
+from bench.exchange import registry_csv
 from bench.load import LoadStats, median_stats, run_load
 from bench.machine import describe
 from catalog_registry import wire as catalog_wire
@@ -128,12 +129,6 @@ def org_region(uscc: str) -> str:
     return uscc[2:8]
 
 
-def _csv(count: int) -> bytes:
-    lines = [",".join(ITEMS)]
-    lines += [",".join(company(i)[item] for item in ITEMS) for i in range(count)]
-    return ("\n".join(lines) + "\n").encode()
-
-
 def setup_national_resource(fed: LocalFederation) -> None:
     """Register, publish and fill the national resource; grant it to the county department;
     wait until the county's catalogue holds it (catalogue federation). Also used by the
@@ -165,7 +160,7 @@ def setup_national_resource(fed: LocalFederation) -> None:
             resource_code=RESOURCE, mode=pb.UPLOAD_MODE_SNAPSHOT, format=pb.DATASET_FORMAT_CSV,
             key_item=KEY_ITEM, upload_id="bench-federation",
         )  # fmt: skip
-        data = _csv(HOSTED_RECORDS)
+        data = registry_csv(HOSTED_RECORDS)
 
         def parts() -> Iterator[pb.UploadDatasetRequest]:
             yield pb.UploadDatasetRequest(header=header)

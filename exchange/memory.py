@@ -40,9 +40,8 @@ class InMemoryExchangeRepository:
                     reason="REQUEST_EXISTS",
                     metadata={"request_id": request.id},
                 )
-            self._refuse_second_active(grants)  # before anything is written
+            self._put_grants(grants)  # first: it refuses before anything is written
             self._requests[request.id] = request
-            self._put_grants(grants)
 
     def _put_grants(self, grants: Sequence[Grant]) -> None:
         """Store ``grants`` as one write (lock held)."""
@@ -94,9 +93,8 @@ class InMemoryExchangeRepository:
                     reason="REQUEST_CHANGED",
                     metadata={"request_id": request.id},
                 )
-            self._refuse_second_active(grants)  # before anything is written
+            self._put_grants(grants)  # first: it refuses before anything is written
             self._requests[request.id] = request
-            self._put_grants(grants)
 
     def pending_requests(self, provider_org: str, limit: int = 100) -> list[ShareRequest]:
         with self._lock:

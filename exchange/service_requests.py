@@ -27,12 +27,11 @@ Example::
 
 from __future__ import annotations
 
-import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, ParamSpec, TypeVar, Unpack
 
-from audit_log.events import MAX_FIELD_CHARS, Action, Outcome
+from audit_log.events import DETAIL_KEY, MAX_FIELD_CHARS, Action, Outcome
 from exchange import wire
 from exchange.context import ExchangeContext
 from exchange.model import Grant, GrantState, ShareRequest
@@ -82,15 +81,12 @@ async def _attempt(
         raise
 
 
-_DETAIL_KEY = re.compile(r"[a-z][a-z0-9_]{0,63}")  # what audit_log.events accepts
-
-
 def _auditable(metadata: Mapping[str, str]) -> dict[str, str]:
     """The error metadata an audit event can hold (its key and length rules)."""
     return {
         key: value[:MAX_FIELD_CHARS]
         for key, value in metadata.items()
-        if key != "legal_basis" and _DETAIL_KEY.fullmatch(key) and value
+        if key != "legal_basis" and DETAIL_KEY.fullmatch(key) and value
     }
 
 

@@ -309,4 +309,3 @@ class DriverPaths:
         if self._sqlite:
             return value.replace(tzinfo=None).isoformat(" ", "microseconds")
         return value
-        return value

@@ -35,6 +35,7 @@ from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from catalog_registry.render import violations_table
 from catalog_registry.sample_data import DEPARTMENTS
 from zhida.auth.mint import mint_token
 from zhida.auth.principal import Role
@@ -161,12 +162,7 @@ def _command(fn: Handler) -> Callable[[argparse.Namespace], int]:
                 f"[red]zhida: {details.code.name} {details.reason}: {details.message}"
             )
             if details.violations:
-                table = Table(title="problems")
-                table.add_column("field")
-                table.add_column("problem")
-                for v in details.violations:
-                    table.add_row(v.field, v.description)
-                session.console.print(table)
+                session.console.print(violations_table(details.violations, "problems"))
             return 2
         finally:
             session.channel.close()
