@@ -64,7 +64,6 @@ from exchange.minimise import Minimiser
 from exchange.model import Grant
 from exchange.projection import Projector
 from exchange.provider import Provider, ProviderDirectory, Query
-from exchange.ratelimit import RateLimiter
 from zhida.auth.principal import Principal
 from zhida.errors import (
     FailedPrecondition,
@@ -212,7 +211,7 @@ class Deliverer:
         self.directory = directory
         self.book = book
         self.catalogue: Cache = catalogue or FreshCatalogue(ctx.catalogue, ctx.runtime.database)
-        self.limiter = RateLimiter()  # deliveries' buckets, per grant
+        self.limiter = ctx.grants.limiter  # the index's: it forgets ended grants' buckets
         quick = getattr(self.catalogue, "quick", None)
         self.fresh = Freshness(self._refresh, ctx.runtime.executor, quick=quick)
         self._rules: dict[tuple[str, str, int, int], tuple[frozenset[str], dict[str, str]]] = {}
@@ -384,7 +383,7 @@ class Deliverer:
             _check_filters(request.filters, r.allowed)
             count = Projector(r.allowed).records(reply.records)
             if count > 1 and r.grant.rate_limit_per_minute:
-                self._admit(principal, code, count - 1)
+                self.limiter.take(r.grant, self.ctx.clock(), count - 1)  # grant just confirmed
         except (PermissionDenied, ResourceExhausted) as refused:
             await self.ctx.runtime.recorder.record(
                 Action.DATA_REQUEST, outcome=Outcome.DENIED, reason=refused.reason,

@@ -50,6 +50,11 @@ class GrantIndex:
         self._by_key: dict[tuple[str, str], Grant] = {}
         self.reload()
 
+    @property
+    def limiter(self) -> RateLimiter:
+        """The grants' rate-limit buckets (a revoked or superseded grant's is dropped)."""
+        return self._limiter
+
     def reload(self) -> None:
         """Rebuild the index from the repository."""
         by_key: dict[tuple[str, str], Grant] = {}
