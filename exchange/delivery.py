@@ -193,8 +193,7 @@ class DeliveryBook:
 
     def _write(self, batch: list[Delivery], counts: dict[str, int]) -> None:
         self.store.insert_many(batch)
-        for delivery_id, count in counts.items():
-            self.store.set_count(delivery_id, count)
+        self.store.set_counts(counts)
 
 
 class Deliverer:

@@ -16,7 +16,7 @@ Example::
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, cast
@@ -126,12 +126,19 @@ class DeliveryStore:
             s.execute(insert(DELIVERY), [_delivery_row(d) for d in deliveries])
 
     def set_count(self, delivery_id: str, record_count: int) -> None:
+        self.set_counts({delivery_id: record_count})
+
+    def set_counts(self, counts: Mapping[str, int]) -> None:
+        """Final record counts of streams already recorded: one transaction for all."""
+        if not counts:
+            return
         with self._db.session() as s:
-            s.execute(
-                update(DELIVERY)
-                .where(DELIVERY.c.delivery_id == delivery_id)
-                .values(record_count=record_count)
-            )
+            for delivery_id, record_count in counts.items():
+                s.execute(
+                    update(DELIVERY)
+                    .where(DELIVERY.c.delivery_id == delivery_id)
+                    .values(record_count=record_count)
+                )
 
     def page(
         self, who: Visibility, resource_code: str | None, *, before: int, limit: int

@@ -106,8 +106,8 @@ class ListStore:
     def insert_many(self, deliveries: list[Delivery]) -> None:
         self.rows.extend(deliveries)
 
-    def set_count(self, delivery_id: str, count: int) -> None:
-        self.counts[delivery_id] = count
+    def set_counts(self, counts: dict[str, int]) -> None:
+        self.counts.update(counts)
 
 
 class Runtime:
