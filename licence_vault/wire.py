@@ -67,12 +67,19 @@ def status_from_number(number: int) -> LicenceStatus:
     return _STATUSES[pb.LicenceStatus.ValueType(number)]
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 def timestamp(value: datetime | None) -> Timestamp | None:
     if value is None:
         return None
-    stamp = Timestamp()
-    stamp.FromDatetime(value.astimezone(UTC))
-    return stamp
+    if value.tzinfo is None:  # local time, as astimezone reads it
+        stamp = Timestamp()
+        stamp.FromDatetime(value.astimezone(UTC))
+        return stamp
+    # integer arithmetic: exact, and several times cheaper than FromDatetime (pure Python)
+    delta = value - _EPOCH
+    return Timestamp(seconds=delta.days * 86400 + delta.seconds, nanos=delta.microseconds * 1000)
 
 
 def parse_date(text: str, field: str) -> date | None:
