@@ -315,11 +315,15 @@ class Deliverer:
         try:
             return await self.release_for(principal, code, cost, fresh=fresh)
         except (PermissionDenied, ResourceExhausted) as refused:
-            await self.ctx.runtime.recorder.record(
-                Action.DATA_REQUEST, outcome=Outcome.DENIED, reason=refused.reason,
-                resource=code, details={"kind": kind},
-            )  # fmt: skip
+            await self._denied(refused, code, kind)
             raise
+
+    async def _denied(self, refused: ZhidaError, code: str, kind: str) -> None:
+        """A refused delivery (no grant, revoked, rate limited) as a denied data.request."""
+        await self.ctx.runtime.recorder.record(
+            Action.DATA_REQUEST, outcome=Outcome.DENIED, reason=refused.reason,
+            resource=code, details={"kind": kind},
+        )  # fmt: skip
 
     def _delivery(self, principal: Principal, r: Release, kind: str, count: int) -> Delivery:
         return Delivery(
@@ -384,10 +388,7 @@ class Deliverer:
             if count > 1 and r.grant.rate_limit_per_minute:
                 self.limiter.take(r.grant, self.ctx.clock(), count - 1)  # grant just confirmed
         except (PermissionDenied, ResourceExhausted) as refused:
-            await self.ctx.runtime.recorder.record(
-                Action.DATA_REQUEST, outcome=Outcome.DENIED, reason=refused.reason,
-                resource=code, details={"kind": "query"},
-            )  # fmt: skip
+            await self._denied(refused, code, "query")
             raise
         except ZhidaError as error:
             await self._event(
