@@ -16,7 +16,7 @@ Example::
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from sqlalchemy import Connection, create_engine
@@ -29,6 +29,18 @@ _SQLITE_MAX_VARS = 32766 if sqlite3.sqlite_version_info >= (3, 32) else 999
 _SQLITE_ROWS_PER_INSERT = 500
 
 
+def _insert_statements(
+    table: str, columns: Sequence[str], rows: Sequence[tuple[Any, ...]]
+) -> Iterator[tuple[str, tuple[Any, ...]]]:
+    """Multi-row INSERTs of ``rows``: (SQL, parameters), a few hundred rows each."""
+    per = max(1, min(_SQLITE_ROWS_PER_INSERT, _SQLITE_MAX_VARS // len(columns)))
+    row_marks = "(" + ",".join("?" * len(columns)) + ")"
+    head = f"INSERT INTO {table} ({', '.join(columns)}) VALUES "  # noqa: S608 (our constants)
+    for at in range(0, len(rows), per):
+        chunk = rows[at : at + per]
+        yield head + ",".join([row_marks] * len(chunk)), tuple(v for row in chunk for v in row)
+
+
 def insert_rows(
     conn: Connection, table: str, columns: Sequence[str], rows: Sequence[tuple[Any, ...]]
 ) -> None:
@@ -39,27 +51,16 @@ def insert_rows(
     wait a whole switch interval, which made row-at-a-time inserts ten times
     slower under load.
     """
-    per = max(1, min(_SQLITE_ROWS_PER_INSERT, _SQLITE_MAX_VARS // len(columns)))
-    row_marks = "(" + ",".join("?" * len(columns)) + ")"
-    head = f"INSERT INTO {table} ({', '.join(columns)}) VALUES "  # noqa: S608 (our constants)
-    for at in range(0, len(rows), per):
-        chunk = rows[at : at + per]
-        params = tuple(value for row in chunk for value in row)
-        conn.exec_driver_sql(head + ",".join([row_marks] * len(chunk)), params)
+    for sql, params in _insert_statements(table, columns, rows):
+        conn.exec_driver_sql(sql, params)
 
 
 def insert_driver_rows(
     conn: sqlite3.Connection, table: str, columns: Sequence[str], rows: Sequence[tuple[Any, ...]]
 ) -> None:
     """:func:`insert_rows` on a bare sqlite3 connection (no SQLAlchemy per statement)."""
-    per = max(1, min(_SQLITE_ROWS_PER_INSERT, _SQLITE_MAX_VARS // len(columns)))
-    row_marks = "(" + ",".join("?" * len(columns)) + ")"
-    head = f"INSERT INTO {table} ({', '.join(columns)}) VALUES "  # noqa: S608 (our constants)
-    for at in range(0, len(rows), per):
-        chunk = rows[at : at + per]
-        conn.execute(
-            head + ",".join([row_marks] * len(chunk)), [value for row in chunk for value in row]
-        )
+    for sql, params in _insert_statements(table, columns, rows):
+        conn.execute(sql, params)
 
 
 def as_bytes(value: object) -> bytes:
