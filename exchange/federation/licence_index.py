@@ -61,7 +61,7 @@ __all__ = [
 
 MAX_PUSH = 500
 MAX_LOOKUP = 1000
-_HOLDER_REF = re.compile(r"[0-9a-f]{64}")
+HOLDER_REF = re.compile(r"[0-9a-f]{64}")  # HolderHasher.ref(): 64 hex
 INDEX = LicenceIndexRow.__table__
 LICENCE = LicenceRow.__table__
 
@@ -146,7 +146,7 @@ class GapCursor:
 def _entry_problems(entry: IndexEntry, index: int) -> list[FieldViolation]:
     where = f"entries[{index}]"
     out: list[FieldViolation] = []
-    if not _HOLDER_REF.fullmatch(entry.holder_ref):
+    if not HOLDER_REF.fullmatch(entry.holder_ref):
         out.append(FieldViolation(f"{where}.holder_ref", "must be a keyed hash (64 hex)"))
     checks: tuple[tuple[str, Callable[[], object]], ...] = (
         ("licence_id", lambda: LicenceId.parse(entry.licence_id)),
@@ -318,7 +318,7 @@ class LicenceIndex:
                     violations=[FieldViolation("holder_id", "must not be empty")],
                 )
             holder_ref = self.holder_ref(holder_id)
-        elif not _HOLDER_REF.fullmatch(holder_ref):
+        elif not HOLDER_REF.fullmatch(holder_ref):
             raise InvalidArgument(
                 "holder_ref must be 64 lower-case hex characters",
                 reason="INVALID_HOLDER",

@@ -29,11 +29,11 @@ Example::
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from audit_log.events import Action
 from exchange.federation.forwarder import federation_for
+from exchange.federation.licence_index import HOLDER_REF
 from exchange.federation.licence_routing import LicenceLocator, entry_of, location_message
 from exchange.federation.transport import NODE_PRINCIPAL_ISSUER
 from licence_vault.holder import detect_code_type, validate_holder
@@ -45,8 +45,6 @@ from zhida.server.context import current_principal
 from zhida.server.runtime import NodeRuntime
 
 __all__ = ["LicenceIndexService"]
-
-HOLDER_REF = re.compile(r"[0-9a-f]{64}")
 
 
 def _require_node_cert(principal: Principal) -> None:
