@@ -223,6 +223,10 @@ class NodeCredentials:
     def write(self, directory: Path) -> NodeTlsFiles:
         """Write ``node.crt``, ``node.key`` (mode 0600) and ``ca.crt`` atomically."""
         files = NodeTlsFiles(directory / "node.crt", directory / "node.key", directory / "ca.crt")
+        return self.write_files(files)
+
+    def write_files(self, files: NodeTlsFiles) -> NodeTlsFiles:
+        """Write the chain, key (mode 0600) and root to the paths ``files`` names."""
         atomic_write(files.key, self.key_pem(), mode=0o600)
         atomic_write(files.cert, self.chain_pem(), mode=0o644)
         atomic_write(files.ca, self.root_pem(), mode=0o644)

@@ -184,10 +184,7 @@ class DeploymentRoot:
         )
         for path in (files.cert, files.key, files.ca):
             path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        atomic_write(files.key, creds.key_pem(), mode=0o600)
-        atomic_write(files.cert, creds.chain_pem(), mode=0o644)
-        atomic_write(files.ca, creds.root_pem(), mode=0o644)
-        return files
+        return creds.write_files(files)
 
     def signing(self, config: Config, departments: Mapping[str, str]) -> None:
         """The node's signing deployment under the shared root (kept if it exists)."""
