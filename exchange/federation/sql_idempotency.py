@@ -83,6 +83,7 @@ from exchange.federation.sql_replay import (
     SQLITE_TIME,
     PurgeCounter,
     at,
+    purge_expired,
     sqlite_time,
     stored_id,
     upsert,
@@ -255,16 +256,8 @@ class SqlIdempotencyStore:
 
     def purge(self, limit: int | None = None) -> int:
         """Delete up to ``limit`` (default ``purge_batch``) expired rows; how many went."""
-        now = at(self._clock())
-        expired = (
-            select(_I.c.scoped_key)
-            .where(_I.c.expires_at <= now)
-            .limit(limit or self._purge_batch)
-            .scalar_subquery()
-        )
-        stmt = delete(_I).where(_I.c.expires_at <= now, _I.c.scoped_key.in_(expired))
-        with self.database.session() as s:
-            return cast(CursorResult[Any], s.execute(stmt)).rowcount
+        now, limit = at(self._clock()), limit or self._purge_batch
+        return purge_expired(self.database, _I.c.scoped_key, _I.c.expires_at, now, limit)
 
     def _purge_quietly(self) -> None:
         try:

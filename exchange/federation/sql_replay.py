@@ -128,6 +128,14 @@ def upsert(database: Database) -> Callable[[Table], Any]:
     return pg_insert if database.dialect == "postgresql" else sqlite_insert
 
 
+def purge_expired(database: Database, key: Any, expires_at: Any, now: datetime, limit: int) -> int:
+    """Delete up to ``limit`` rows of ``key``'s table whose ``expires_at`` has passed."""
+    expired = select(key).where(expires_at <= now).limit(limit).scalar_subquery()
+    stmt = delete(key.table).where(expires_at <= now, key.in_(expired))
+    with database.session() as s:
+        return cast(CursorResult[Any], s.execute(stmt)).rowcount
+
+
 class PurgeCounter:
     """Says when it is time for an opportunistic purge: every ``every``-th call."""
 
@@ -192,16 +200,8 @@ class SqlReplayCache:
 
     def purge(self, limit: int | None = None) -> int:
         """Delete up to ``limit`` (default ``purge_batch``) expired ids; how many went."""
-        now = at(self._clock())
-        expired = (
-            select(_R.c.jti)
-            .where(_R.c.expires_at <= now)
-            .limit(limit or self._purge_batch)
-            .scalar_subquery()
-        )
-        stmt = delete(_R).where(_R.c.expires_at <= now, _R.c.jti.in_(expired))
-        with self.database.session() as s:
-            return cast(CursorResult[Any], s.execute(stmt)).rowcount
+        now, limit = at(self._clock()), limit or self._purge_batch
+        return purge_expired(self.database, _R.c.jti, _R.c.expires_at, now, limit)
 
     def _purge_quietly(self) -> None:
         try:
