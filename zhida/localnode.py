@@ -32,13 +32,33 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from zhida.auth.principal import Role
 from zhida.config import Config, load_config
 
+# Ports are picked below Linux's ephemeral range (32768-60999 by default): a
+# port the kernel hands out for bind(0) is also what it hands out as the source
+# port of the next outgoing connection, so a port found free that way can be
+# taken before the child process binds it (CI saw exactly that). Outside that
+# range only an explicit bind can take it, and this process never hands the
+# same port out twice.
+_PORT_RANGE = range(20000, 32000)
+_handed_out: set[int] = set()
+_next_port = _PORT_RANGE.start + (os.getpid() * 7919) % len(_PORT_RANGE)
+
 
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that is free right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
+    """A TCP port on 127.0.0.1 that is free now and not handed out before by this process."""
+    global _next_port
+    for _ in range(len(_PORT_RANGE)):
+        port = _next_port
+        _next_port = _PORT_RANGE.start + (port + 1 - _PORT_RANGE.start) % len(_PORT_RANGE)
+        if port in _handed_out:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
         return port
+    raise RuntimeError(f"no free loopback port in {_PORT_RANGE.start}-{_PORT_RANGE.stop - 1}")
 
 
 class NodeStartError(RuntimeError):

@@ -44,6 +44,7 @@ from zhida.exchange.v1 import exchange_service_pb2 as xpb
 from zhida.exchange.v1 import exchange_service_pb2_grpc as xpb_grpc
 from zhida.federation.v1 import federation_service_pb2 as fpb
 from zhida.federation.v1 import federation_service_pb2_grpc as fpb_grpc
+from zhida.localnode import free_port
 
 PROVINCE, CITY, COUNTY = "420000", "420100", "420102"
 SOCIAL_CARD = "2-03-001-0000-000005"  # 湖北省人社厅 (420000), unconditional
@@ -51,13 +52,6 @@ NATIONAL_ID = "1-01-002-0000-000003"  # 公安部 (100000): no node above the pr
 APPLY = "/zhida.exchange.v1.ExchangeService/ApplyForData"
 REQUESTER = DEPARTMENTS["ja-samr"]
 Metadata = tuple[tuple[str, str], ...]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 class DelayProxy:
