@@ -38,6 +38,7 @@ Example::
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import subprocess
 import time
@@ -48,6 +49,7 @@ from pathlib import Path
 from types import MappingProxyType, TracebackType
 
 from catalog_registry.sample_tables import make_uscc
+from exchange.federation import phases
 from exchange.federation.local_pki import (
     DeploymentRoot,
     departments_for,
@@ -277,6 +279,7 @@ class LocalFederation:
         try:
             for code, plan in plans.items():
                 env = {
+                    **{k: v for k, v in os.environ.items() if k == phases.ENV},  # measuring
                     **(extra_env or {}),
                     "ZHIDA_CONFIG": str(plan.config_path),
                     "ZHIDA_NODE__DATA_DIR": str(plan.data_dir),

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
@@ -76,7 +76,7 @@ class ServiceSpec:
     """One gRPC service the node serves."""
 
     descriptor: ServiceDescriptor
-    add_to_server: Callable[[Any, grpc.aio.Server], None]
+    add_to_server: Callable[[Any, Any], None]  # (servicer, server or GenericHandlersOnly)
     factory: Callable[[NodeRuntime], object]
 
     @property
@@ -122,6 +122,31 @@ def server_options(config_max_message_bytes: int) -> list[tuple[str, Any]]:
         ("grpc.max_send_message_length", config_max_message_bytes),
         ("grpc.so_reuseport", 1),
     ]
+
+
+class GenericHandlersOnly:
+    """A server as the generated ``add_*Servicer_to_server`` functions see it: their
+    methods are registered through the generic handler only.
+
+    grpc.aio's server loop keeps one pending "next call" future per *registered*
+    method and waits on all of them for every incoming call (``asyncio.wait``
+    over ~40 futures: a cost per call that grows with the number of methods).
+    With generic handlers only it waits on one future; the method is found by a
+    dict look-up in the service's generic handler instead.
+    """
+
+    def __init__(self, server: grpc.aio.Server) -> None:
+        self._server = server
+
+    def add_generic_rpc_handlers(
+        self, handlers: Sequence[grpc.GenericRpcHandler[Any, Any]]
+    ) -> None:
+        self._server.add_generic_rpc_handlers(handlers)
+
+    def add_registered_method_handlers(
+        self, service: str, handlers: Mapping[str, grpc.RpcMethodHandler[Any, Any]]
+    ) -> None:
+        return None  # the same handlers arrived through add_generic_rpc_handlers
 
 
 @dataclass
@@ -189,13 +214,14 @@ async def build_server(
         options=server_options(config.node.max_message_bytes),
     )
     specs = SERVICES if services is None else services
+    generic_only = GenericHandlersOnly(server)
     for spec in specs:
         servicer = spec.factory(runtime)
-        spec.add_to_server(servicer, server)
+        spec.add_to_server(servicer, generic_only)
         if federation is not None:  # forwarded calls run in-process on the same servicers
             federation.local.add(spec.add_to_server, servicer)
     health = HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(health, server)
+    health_pb2_grpc.add_HealthServicer_to_server(health, generic_only)
     names = tuple(spec.name for spec in specs)
     reflection.enable_server_reflection((*names, HEALTH_SERVICE, REFLECTION_SERVICE), server)
     for name in ("", *names):  # nothing is SERVING until start()
