@@ -2,13 +2,16 @@
 
 No interceptor, no auth, no metrics, no logging — what zhida's node is measured against.
 
-Usage: ``python -m bench.bare_echo_server 127.0.0.1:PORT``
+Usage: ``python -m bench.bare_echo_server 127.0.0.1:PORT [CERT KEY CA]`` — with the
+three files, mutual TLS the way a node's federation port does it (client
+certificate required, trusted only from ``CA``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import sys
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -32,14 +35,21 @@ class BareEcho(pb_grpc.NodeServiceServicer):
         await context.abort(grpc.StatusCode.UNIMPLEMENTED, "bare echo server")
 
 
-async def serve(address: str) -> None:
+async def serve(address: str, tls: list[str]) -> None:
     server = grpc.aio.server()
     pb_grpc.add_NodeServiceServicer_to_server(BareEcho(), server)
-    server.add_insecure_port(address)
+    if tls:
+        cert, key, ca = (Path(p).read_bytes() for p in tls)
+        credentials = grpc.ssl_server_credentials(
+            [(key, cert)], root_certificates=ca, require_client_auth=True
+        )
+        server.add_secure_port(address, credentials)
+    else:
+        server.add_insecure_port(address)
     await server.start()
     print("ready", flush=True)
     await server.wait_for_termination()
 
 
 if __name__ == "__main__":
-    asyncio.run(serve(sys.argv[1]))
+    asyncio.run(serve(sys.argv[1], sys.argv[2:5]))

@@ -23,7 +23,9 @@ the same run, rounds interleaved:
 Closed-loop load (:func:`bench.load.run_load`) at :data:`CONCURRENCY` in flight
 for the throughput ratio (target ``>= 0.2``; 0.25 is the ideal with four busy
 processes sharing the cores) and at one in flight for the added latency
-(target: ``(p50_via_county − p50_direct) / 3 <= 1 ms`` per hop).
+(target: ``(p50_via_county − p50_direct) / 3 <= 1 ms`` per hop). Beside it, the
+floor of a hop (:mod:`bench.federation_floor`): a bare mTLS gRPC round trip
+plus the custody cryptography per hop, with the same node credentials.
 
 **Lag** (issue 8 item 5, 数据直达基层): the county department subscribes to the
 national resource at its own node (``CreateSubscription`` is forwarded to
@@ -60,6 +62,7 @@ from typing import Any
 
 import grpc
 
+from bench import federation_floor
 from bench.exchange import registry_csv
 from bench.load import LoadStats, median_stats, run_load
 from bench.machine import describe
@@ -377,9 +380,11 @@ def run() -> dict[str, Any]:
         county = county_md(fed)
         path = _check_forwarded(fed, county, _keys()[0])
         loaded = single = None
+        floor: dict[str, Any] = {}
         if "throughput" in PARTS:
             loaded = _measure(fed, direct_md, county, CONCURRENCY)
             single = _measure(fed, direct_md, county, 1)
+            floor = federation_floor.measure(fed, path)
         lag = _measure_lag(fed, LAG_SAMPLES) if "lag" in PARTS else None
     result: dict[str, Any] = {
         "name": "federation",
@@ -400,7 +405,9 @@ def run() -> dict[str, Any]:
             f"RequestData county→national {loaded['via_county']['throughput']:.0f}/s vs direct "
             f"{loaded['direct']['throughput']:.0f}/s (c={CONCURRENCY}): ratio {ratio}; p50 at 1 "
             f"in flight {single['via_county']['p50_ms']:.2f} vs "
-            f"{single['direct']['p50_ms']:.2f} ms: +{per_hop:.2f} ms per hop"
+            f"{single['direct']['p50_ms']:.2f} ms: +{per_hop:.2f} ms per hop (floor: bare mTLS "
+            f"round trip {floor['bare_mtls_round_trip_p50_ms']:.2f} + custody crypto "
+            f"{floor['custody']['ms_per_hop']:.2f} = {floor['floor_ms_per_hop']:.2f} ms per hop)"
         )
         targets.append(f"ratio >= {RATIO_TARGET}; added p50 <= {HOP_TARGET_MS} ms per hop")
         result.update(
@@ -409,6 +416,7 @@ def run() -> dict[str, Any]:
             added_p50_ms_per_hop_loaded=loaded["added_p50_ms_per_hop"],
             loaded=loaded,
             single=single,
+            floor=floor,
         )
     if lag is not None:
         figures.append(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -14,7 +15,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import grpc
 import psycopg
 from psycopg import sql
 from sqlalchemy import make_url
@@ -47,10 +47,23 @@ class Server:
 
 
 @contextlib.contextmanager
-def bare_echo_server() -> Iterator[Server]:
-    """A bare grpc.aio echo server in its own process."""
+def bare_echo_server(tls: tuple[Path, Path, Path] | None = None) -> Iterator[Server]:
+    """A bare grpc.aio echo server in its own process; ``tls``: (cert, key, CA) for mTLS."""
+    with _bare_process("bench.bare_echo_server", *(str(p) for p in tls or ())) as server:
+        yield server
+
+
+@contextlib.contextmanager
+def bare_relay(provider: str) -> Iterator[Server]:
+    """A bare grpc.aio relay to the DataProviderService at ``provider`` (bench/bare_relay.py)."""
+    with _bare_process("bench.bare_relay", provider) as server:
+        yield server
+
+
+@contextlib.contextmanager
+def _bare_process(module: str, *args: str) -> Iterator[Server]:
     address = f"127.0.0.1:{free_port()}"
-    proc = subprocess.Popen([sys.executable, "-m", "bench.bare_echo_server", address])
+    proc = subprocess.Popen([sys.executable, "-m", module, address, *args])
     try:
         wait_serving_bare(address, proc)
         yield Server(address, proc.pid, {})
@@ -59,18 +72,19 @@ def bare_echo_server() -> Iterator[Server]:
 
 
 def wait_serving_bare(address: str, proc: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
-    # The bare server has no health service: wait until the port accepts a channel.
+    # The bare server has no health service: wait until the port accepts connections
+    # (a TCP connect, so a TLS-only server counts as started too).
     deadline = time.monotonic() + timeout
+    host, _, port = address.rpartition(":")
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"bare echo server exited with {proc.returncode}")
-        with grpc.insecure_channel(address) as channel:
-            try:
-                grpc.channel_ready_future(channel).result(timeout=1)
-                return
-            except grpc.FutureTimeoutError:
-                continue
-    raise RuntimeError("bare echo server did not start")
+            raise RuntimeError(f"bare server exited with {proc.returncode}")
+        try:
+            socket.create_connection((host, int(port)), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError("bare server did not start")
 
 
 @contextlib.contextmanager
