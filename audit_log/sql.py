@@ -30,40 +30,39 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from typing import Any, cast
 
-from sqlalchemy import (
-    Connection,
-    Select,
-    Table,
-    func,
-    insert,
-    select,
-    text,
-    update,
-)
+from sqlalchemy import Connection, func, insert, select, text, update
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from audit_log.bulk import NodeReader, as_bytes, insert_driver_rows, insert_rows, pg_copy
-from audit_log.checkpoint import Checkpoint, CheckpointGuard, open_checkpoint
+from audit_log.checkpoint import Checkpoint, CheckpointGuard
 from audit_log.compact import CompactRange
-from audit_log.errors import AuditLogError, TreeStateError
+from audit_log.errors import TreeStateError
 from audit_log.hashes import EMPTY_ROOT, NodeID, flat_id
 from audit_log.merkle import consistency_proof
-from audit_log.models import (
-    TREE_ROW_ID,
-    AuditCheckpointRow,
-    AuditEventRow,
-    AuditNodeRow,
-    AuditTreeRow,
-    AuditWitnessRow,
-)
+from audit_log.models import TREE_ROW_ID
 from audit_log.note import NoteSigner, NoteVerifier
+from audit_log.sql_rows import (
+    CHECKPOINT,
+    COPY_TYPES,
+    EVENT,
+    EVENT_COLUMNS,
+    NODE,
+    RAW_EVENTS,
+    TREE,
+    WITNESS,
+    ConnectionReader,
+    in_order,
+    search_statement,
+    stored_event,
+    trusted_checkpoint,
+    witness_record,
+)
 from audit_log.storage import (
     EncodedEvent,
     EventQuery,
     ExtraRows,
-    SearchColumns,
     SignedCheckpoint,
     StoredEvent,
     TreeHead,
@@ -73,20 +72,6 @@ from zhida.db import Database, utcnow
 from zhida.db.engine import DetachedConnection, translate_error, translated_errors
 from zhida.errors import Aborted
 
-_EVENT = cast(Table, AuditEventRow.__table__)
-_NODE = cast(Table, AuditNodeRow.__table__)
-_TREE = cast(Table, AuditTreeRow.__table__)
-_CHECKPOINT = cast(Table, AuditCheckpointRow.__table__)
-_WITNESS = cast(Table, AuditWitnessRow.__table__)
-_EVENT_COLUMNS = (
-    "idx", "leaf", "time", "action", "outcome",
-    "organisation", "subject", "resource", "licence_id", "holder_ref",
-)  # fmt: skip
-_COPY_TYPES = ("int8", "bytea", "timestamptz", *("varchar",) * 7)
-_RAW_EVENTS = (
-    f"SELECT {', '.join(_EVENT_COLUMNS)} FROM audit_event "  # noqa: S608 (constants)
-    "WHERE idx >= :start AND idx < :end ORDER BY idx"
-)
 _SQLITE_TREE_STATE = "SELECT state FROM audit_tree WHERE id = ?"
 _SQLITE_TREE_UPDATE = (
     "UPDATE audit_tree SET size = ?, root_hash = ?, state = ?, updated_at = ? "
@@ -94,46 +79,6 @@ _SQLITE_TREE_UPDATE = (
 )
 # Moves the row only from the tree this process last committed (size and root).
 _SQLITE_TREE_MOVE = _SQLITE_TREE_UPDATE + " AND root_hash = ?"
-_SEARCH_FIELDS = ("organisation", "subject", "resource", "licence_id", "holder_ref")
-
-
-class _ConnectionReader:
-    """A HashReader on an open connection (proofs inside a write transaction)."""
-
-    def __init__(self, conn: Connection) -> None:
-        self._conn = conn
-
-    def get_nodes(self, ids: Sequence[NodeID], /) -> list[bytes]:
-        flat = [flat_id(n) for n in ids]
-        found = _fetch_nodes(self._conn, flat)
-        return _in_order(ids, flat, found)
-
-
-def _fetch_nodes(conn: Connection, flat: Sequence[int]) -> dict[int, bytes]:
-    if not flat:
-        return {}
-    rows = conn.execute(select(_NODE.c.id, _NODE.c.hash).where(_NODE.c.id.in_(flat)))
-    return {row[0]: as_bytes(row[1]) for row in rows}
-
-
-def _in_order(ids: Sequence[NodeID], flat: Sequence[int], found: dict[int, bytes]) -> list[bytes]:
-    try:
-        return [found[f] for f in flat]
-    except KeyError as exc:
-        missing = ids[list(flat).index(exc.args[0])]
-        raise TreeStateError(f"node {tuple(missing)} is not stored") from None
-
-
-def _stored_event(row: Any, time: Any = None) -> StoredEvent:
-    return StoredEvent(
-        index=row.idx,
-        leaf=as_bytes(row.leaf),
-        columns=SearchColumns(
-            time=row.time if time is None else time, action=row.action, outcome=row.outcome,
-            organisation=row.organisation, subject=row.subject, resource=row.resource,
-            licence_id=row.licence_id, holder_ref=row.holder_ref,
-        ),
-    )  # fmt: skip
 
 
 def _grown(
@@ -201,10 +146,10 @@ class SqlLogStorage:
         }
         make = pg_insert if self._dialect == "postgresql" else sqlite_insert
         with translated_errors(), self.database.engine.begin() as conn:
-            conn.execute(make(_TREE).values(**values).on_conflict_do_nothing())
+            conn.execute(make(TREE).values(**values).on_conflict_do_nothing())
 
     def _lock_tree(self, conn: Connection) -> CompactRange:
-        stmt = select(_TREE.c.state).where(_TREE.c.id == TREE_ROW_ID)
+        stmt = select(TREE.c.state).where(TREE.c.id == TREE_ROW_ID)
         if self._dialect == "postgresql":
             stmt = stmt.with_for_update()
         state = conn.execute(stmt).scalar_one_or_none()
@@ -227,15 +172,15 @@ class SqlLogStorage:
             if self._dialect == "postgresql":
                 self._copy(conn, rows, nodes)
             else:
-                insert_rows(conn, "audit_event", _EVENT_COLUMNS, rows)
+                insert_rows(conn, "audit_event", EVENT_COLUMNS, rows)
                 insert_rows(conn, "audit_node", ("id", "hash"), nodes)
             for table, columns, values in extra:  # psycopg's marks (SQLite went above)
                 marks = ", ".join(["%s"] * len(columns))
                 head = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})"  # noqa: S608
                 conn.exec_driver_sql(head, list(values))
             moved = conn.execute(
-                update(_TREE)
-                .where(_TREE.c.id == TREE_ROW_ID, _TREE.c.size == first)
+                update(TREE)
+                .where(TREE.c.id == TREE_ROW_ID, TREE.c.size == first)
                 .values(
                     size=tree.size,
                     root_hash=tree.root(),
@@ -313,7 +258,7 @@ class SqlLogStorage:
             if moved.rowcount != 1:
                 raise TreeStateError("the tree moved under its lock")
             rows = [self._event_row(first + i, e) for i, e in enumerate(events)]
-            insert_driver_rows(driver, "audit_event", _EVENT_COLUMNS, rows)
+            insert_driver_rows(driver, "audit_event", EVENT_COLUMNS, rows)
             insert_driver_rows(driver, "audit_node", ("id", "hash"), nodes)
             for table, columns, values in extra:
                 insert_driver_rows(driver, table, columns, values)
@@ -349,7 +294,7 @@ class SqlLogStorage:
     def _copy(
         conn: Connection, rows: list[tuple[Any, ...]], nodes: list[tuple[int, bytes]]
     ) -> None:
-        pg_copy(conn, "audit_event", _EVENT_COLUMNS, _COPY_TYPES, rows)
+        pg_copy(conn, "audit_event", EVENT_COLUMNS, COPY_TYPES, rows)
         pg_copy(conn, "audit_node", ("id", "hash"), ("int8", "bytea"), nodes)
 
     # --- reading ---------------------------------------------------------
@@ -357,7 +302,7 @@ class SqlLogStorage:
     def tree_head(self) -> TreeHead:
         with translated_errors(), self.database.engine.connect() as conn:
             row = conn.execute(
-                select(_TREE.c.size, _TREE.c.root_hash).where(_TREE.c.id == TREE_ROW_ID)
+                select(TREE.c.size, TREE.c.root_hash).where(TREE.c.id == TREE_ROW_ID)
             ).one_or_none()
         if row is None:
             raise TreeStateError("the audit_tree row is missing")
@@ -365,33 +310,31 @@ class SqlLogStorage:
 
     def get_nodes(self, ids: Sequence[NodeID], /) -> list[bytes]:
         flat = [flat_id(n) for n in ids]
-        return _in_order(ids, flat, self.node_hashes(flat))
+        return in_order(ids, flat, self.node_hashes(flat))
 
     def node_hashes(self, flat_ids: Sequence[int], /) -> dict[int, bytes]:
         return self._reader.fetch(flat_ids)
 
     def node_block(self, first: int, end: int, /) -> dict[int, bytes]:
-        stmt = select(_NODE.c.id, _NODE.c.hash).where(_NODE.c.id >= first, _NODE.c.id < end)
+        stmt = select(NODE.c.id, NODE.c.hash).where(NODE.c.id >= first, NODE.c.id < end)
         with translated_errors(), self.database.engine.connect() as conn:
             return {row[0]: as_bytes(row[1]) for row in conn.execute(stmt)}
 
     def read_events(self, start: int, end: int, /) -> list[StoredEvent]:
-        stmt = (
-            select(_EVENT).where(_EVENT.c.idx >= start, _EVENT.c.idx < end).order_by(_EVENT.c.idx)
-        )
+        stmt = select(EVENT).where(EVENT.c.idx >= start, EVENT.c.idx < end).order_by(EVENT.c.idx)
         with translated_errors(), self.database.engine.connect() as conn:
             try:
-                return [_stored_event(row) for row in conn.execute(stmt)]
+                return [stored_event(row) for row in conn.execute(stmt)]
             except ValueError:
                 # A hand-edited time that no longer parses: read the columns
                 # untyped, so verification reports that row instead of failing.
-                rows = conn.execute(text(_RAW_EVENTS), {"start": start, "end": end})
-                return [_stored_event(row, self._parse_time(row.time)) for row in rows]
+                rows = conn.execute(text(RAW_EVENTS), {"start": start, "end": end})
+                return [stored_event(row, self._parse_time(row.time)) for row in rows]
 
     def _parse_time(self, value: Any) -> Any:
         """The stored time as the column type reads it, or the raw value if it cannot."""
         dialect = self.database.engine.dialect
-        read = _EVENT.c.time.type.dialect_impl(dialect).result_processor(dialect, None)
+        read = EVENT.c.time.type.dialect_impl(dialect).result_processor(dialect, None)
         try:
             return read(value) if read is not None else value
         except ValueError:
@@ -399,16 +342,16 @@ class SqlLogStorage:
 
     def search(self, query: EventQuery, /) -> list[StoredEvent]:
         with translated_errors(), self.database.engine.connect() as conn:
-            return [_stored_event(row) for row in conn.execute(_search_statement(query))]
+            return [stored_event(row) for row in conn.execute(search_statement(query))]
 
     def count_events(self) -> int:
         with translated_errors(), self.database.engine.connect() as conn:
-            return int(conn.execute(select(func.count()).select_from(_EVENT)).scalar_one())
+            return int(conn.execute(select(func.count()).select_from(EVENT)).scalar_one())
 
     # --- checkpoints -----------------------------------------------------
 
     def latest_checkpoint(self) -> str | None:
-        stmt = select(_CHECKPOINT.c.note).order_by(_CHECKPOINT.c.size.desc()).limit(1)
+        stmt = select(CHECKPOINT.c.note).order_by(CHECKPOINT.c.size.desc()).limit(1)
         with translated_errors(), self.database.engine.connect() as conn:
             note = conn.execute(stmt).scalar_one_or_none()
         return None if note is None else str(note)
@@ -420,19 +363,19 @@ class SqlLogStorage:
             tree = self._lock_tree(conn)
             new = Checkpoint(origin, tree.size, tree.root())
             last_row = conn.execute(
-                select(_CHECKPOINT).order_by(_CHECKPOINT.c.size.desc()).limit(1)
+                select(CHECKPOINT).order_by(CHECKPOINT.c.size.desc()).limit(1)
             ).one_or_none()
-            last = None if last_row is None else _trusted(last_row, verifier, origin)
+            last = None if last_row is None else trusted_checkpoint(last_row, verifier, origin)
             guard = CheckpointGuard(last)
             if last is not None and last.size == new.size:
                 guard.check(new, [])  # same size: same root, or a fork
                 return SignedCheckpoint(last, str(last_row.note)), False  # type: ignore[union-attr]
             proof: list[bytes] = []
             if last is not None and last.size > 0:
-                proof = consistency_proof(last.size, new.size, _ConnectionReader(conn))
+                proof = consistency_proof(last.size, new.size, ConnectionReader(conn))
             note, _ = guard.sign(new, proof, [signer])
             conn.execute(
-                insert(_CHECKPOINT).values(
+                insert(CHECKPOINT).values(
                     size=new.size,
                     origin=origin,
                     root_hash=new.root_hash,
@@ -449,63 +392,22 @@ class SqlLogStorage:
     ) -> WitnessRecord:
         try:
             with self._transaction() as conn:
-                stmt = select(_WITNESS).where(_WITNESS.c.origin == origin)
+                stmt = select(WITNESS).where(WITNESS.c.origin == origin)
                 if self._dialect == "postgresql":
                     stmt = stmt.with_for_update()
                 row = conn.execute(stmt).one_or_none()
-                current = None if row is None else _witness_record(row)
+                current = None if row is None else witness_record(row)
                 new = decide(current)
                 values = {
                     "verifier_key": new.verifier_key, "size": new.size,
                     "root_hash": new.root_hash, "note": new.note, "updated_at": utcnow(),
                 }  # fmt: skip
                 if current is None:
-                    conn.execute(insert(_WITNESS).values(origin=origin, **values))
+                    conn.execute(insert(WITNESS).values(origin=origin, **values))
                 else:
-                    conn.execute(update(_WITNESS).where(_WITNESS.c.origin == origin).values(values))
+                    conn.execute(update(WITNESS).where(WITNESS.c.origin == origin).values(values))
         except sa_exc.IntegrityError:  # a concurrent first cosignature for this origin
             raise Aborted(
                 f"concurrent cosignature of {origin}, retry", reason="WITNESS_CONFLICT"
             ) from None
         return new
-
-
-def _trusted(row: Any, verifier: NoteVerifier, origin: str) -> Checkpoint:
-    """The stored checkpoint, believed only if its signature holds and matches its row."""
-    try:
-        checkpoint = open_checkpoint(str(row.note), [verifier], origin=origin)
-    except AuditLogError as exc:
-        raise TreeStateError(
-            f"stored checkpoint of size {row.size} does not verify: {exc.message}"
-        ) from None
-    if (checkpoint.size, checkpoint.root_hash) != (row.size, as_bytes(row.root_hash)):
-        raise TreeStateError(f"stored checkpoint of size {row.size} disagrees with its note")
-    return checkpoint
-
-
-def _witness_record(row: Any) -> WitnessRecord:
-    return WitnessRecord(
-        origin=row.origin, verifier_key=row.verifier_key, size=row.size,
-        root_hash=as_bytes(row.root_hash), note=row.note,
-    )  # fmt: skip
-
-
-def _search_statement(q: EventQuery) -> Select[Any]:
-    c = _EVENT.c
-    stmt = select(_EVENT)
-    for name in _SEARCH_FIELDS:
-        value = getattr(q, name)
-        if value is not None:
-            stmt = stmt.where(c[name] == value)
-    if q.actions:
-        stmt = stmt.where(c.action.in_([a.value for a in q.actions]))
-    if q.outcome is not None:
-        stmt = stmt.where(c.outcome == q.outcome.value)
-    if q.since is not None:
-        stmt = stmt.where(c.time >= q.since)
-    if q.until is not None:
-        stmt = stmt.where(c.time < q.until)
-    if q.after is not None:
-        stmt = stmt.where(c.idx < q.after if q.newest_first else c.idx > q.after)
-    order = c.idx.desc() if q.newest_first else c.idx.asc()
-    return stmt.order_by(order).limit(q.limit)

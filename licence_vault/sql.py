@@ -16,7 +16,8 @@ node's audit log on the same database: written in its transaction).
 
 A licence's JWS is stored with its issue event, in the transaction that
 inserts the licence (see :mod:`licence_vault.sql_rows`); the fetch reads it
-in the same snapshot as the licence.
+in the same snapshot as the licence. Consent, fetch-snapshot and use-record
+queries are in the store's base class, :mod:`licence_vault.sql_access`.
 
 Example::
 
@@ -51,33 +52,29 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError as SqlIntegrityError
 
 from licence_vault.journal import Companion, UseJournal
-from licence_vault.model import Consent, Licence, LicenceEvent, LicenceStatus, UseRecord
+from licence_vault.model import Licence, LicenceEvent, LicenceStatus, UseRecord
 from licence_vault.models import (
-    LicenceConsentRow,
     LicenceCounterRow,
     LicenceEventRow,
     LicenceRequestRow,
     LicenceRow,
     LicenceUseRow,
 )
+from licence_vault.sql_access import AccessQueries
 from licence_vault.sql_fast import DriverPaths
 from licence_vault.sql_rows import (
     EVENT_ROW,
     ISSUE,
     LICENCE_ROW,
     REQUEST_ROW,
-    consent_from_row,
     event_record,
     event_values,
     licence_from_row,
     licence_row_values,
-    snapshots_from_rows,
     stored_document,
     use_from_row,
 )
 from licence_vault.store import (
-    FetchQuery,
-    FetchSnapshot,
     IssuedItem,
     RequestIdsTaken,
     Reservation,
@@ -85,7 +82,7 @@ from licence_vault.store import (
 )
 from zhida.db import Database
 from zhida.db.engine import translated_errors
-from zhida.errors import FailedPrecondition, NotFound
+from zhida.errors import FailedPrecondition
 
 __all__ = ["SqlLicenceStore", "licence_row_values"]
 
@@ -93,7 +90,6 @@ _L = cast(Table, LicenceRow.__table__)
 _R = cast(Table, LicenceRequestRow.__table__)
 _C = cast(Table, LicenceCounterRow.__table__)
 _E = cast(Table, LicenceEventRow.__table__)
-_CONSENT = cast(Table, LicenceConsentRow.__table__)
 _U = cast(Table, LicenceUseRow.__table__)
 
 _LICENCE_COLUMNS = (
@@ -129,7 +125,7 @@ def _rowcount(result: Any) -> int:
     return int(cast(CursorResult[Any], result).rowcount)
 
 
-class SqlLicenceStore:
+class SqlLicenceStore(AccessQueries):
     """:class:`~licence_vault.store.LicenceStore` on a :class:`~zhida.db.Database`."""
 
     def __init__(self, database: Database, *, companion: Companion | None = None) -> None:
@@ -436,80 +432,6 @@ class SqlLicenceStore:
         with self._tx() as s:
             names = s.execute(select(_C.c.name).where(_C.c.name.like("status/%"))).scalars()
             return sorted(n.removeprefix("status/") for n in names)
-
-    # -- consent and use -----------------------------------------------------------------------
-
-    def add_consent(self, consent: Consent) -> None:
-        with self._tx(durable=True) as s:
-            s.execute(
-                insert(_CONSENT),
-                [
-                    {
-                        "consent_id": consent.consent_id,
-                        "holder_code": consent.holder_code,
-                        "organisation": consent.organisation,
-                        "type_codes": ",".join(consent.type_codes),
-                        "matter_code": consent.matter_code,
-                        "valid_until": consent.valid_until,
-                        "created_at": consent.created_at,
-                        "withdrawn_at": consent.withdrawn_at,
-                        "withdraw_reason": consent.withdraw_reason,
-                    }
-                ],
-            )
-
-    def get_consent(self, consent_id: str) -> Consent | None:
-        with self._tx() as s:
-            row = s.execute(select(_CONSENT).where(_CONSENT.c.consent_id == consent_id)).first()
-        return consent_from_row(row) if row is not None else None
-
-    def withdraw_consent(self, consent_id: str, at: datetime, reason: str) -> Consent:
-        with self._tx(durable=True) as s:
-            s.execute(
-                update(_CONSENT)
-                .where(and_(_CONSENT.c.consent_id == consent_id, _CONSENT.c.withdrawn_at.is_(None)))
-                .values(withdrawn_at=at, withdraw_reason=reason)
-            )
-            row = s.execute(select(_CONSENT).where(_CONSENT.c.consent_id == consent_id)).first()
-        if row is None:
-            raise NotFound(f"no consent {consent_id}", reason="CONSENT_NOT_FOUND")
-        return consent_from_row(row)
-
-    def consents_of(self, holder_code: str) -> list[Consent]:
-        with self._tx() as s:
-            rows = s.execute(
-                select(_CONSENT)
-                .where(_CONSENT.c.holder_code == holder_code)
-                .order_by(_CONSENT.c.created_at.desc())
-            ).all()
-        return [consent_from_row(r) for r in rows]
-
-    def snapshots(self, queries: Sequence[FetchQuery]) -> list[FetchSnapshot]:
-        # One read snapshot and two statements for the whole batch, on the driver.
-        consent_ids = sorted({q.consent_id for q in queries if q.consent_id})
-        holders = sorted({q.holder_code for q in queries})
-        types = sorted({t for q in queries for t in q.type_codes})
-        if not holders or not types:
-            return [FetchSnapshot(None, [], {}) for _q in queries]
-        consent_rows, rows = self._driver.snapshot(consent_ids, holders, types)
-        return snapshots_from_rows(queries, consent_rows, rows)
-
-    def record_uses(self, uses: Sequence[UseRecord], companions: Sequence[Any] = ()) -> None:
-        if uses or companions:
-            self._journal.write(uses, companions)
-
-    def add_uses(self, uses: Sequence[UseRecord]) -> None:
-        self._driver.insert_uses(uses, durable=True)
-
-    def uses_of(
-        self, holder_code: str, *, before: int = 0, limit: int = 100
-    ) -> list[tuple[int, UseRecord]]:
-        stmt = select(_U).where(_U.c.holder_code == holder_code)
-        if before > 0:
-            stmt = stmt.where(_U.c.id < before)
-        with self._tx() as s:
-            rows = s.execute(stmt.order_by(_U.c.id.desc()).limit(limit)).all()
-        return [(int(r.id), use_from_row(r)) for r in rows]
 
     def count(self) -> int:
         """Number of licence versions stored (for reports and benchmarks)."""
