@@ -38,13 +38,13 @@ from tests.integration.federation.support import (
     NodeCaller,
     apply_request,
     events,
-    free_port,
     wait_for,
 )
 from tests.unit.exchange.federation.support import FederationPki
 from zhida.exchange.v1 import exchange_service_pb2 as xpb
 from zhida.federation.v1 import federation_service_pb2 as fpb
 from zhida.federation.v1 import federation_service_pb2_grpc as fpb_grpc
+from zhida.localnode import free_port
 
 pytestmark = pytest.mark.integration
 

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import socket
+from pathlib import Path
 
 from zhida import localnode
 from zhida.localnode import free_port
 
 
 def _ephemeral_range() -> range:
-    low, high = open("/proc/sys/net/ipv4/ip_local_port_range").read().split()
+    low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
     return range(int(low), int(high) + 1)
 
 
