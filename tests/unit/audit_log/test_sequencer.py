@@ -178,12 +178,14 @@ class _CountingStorage:
 
 
 def test_a_lone_append_is_written_without_waiting_for_company() -> None:
-    sequencer = Sequencer(_CountingStorage(), max_delay=0.3)  # type: ignore[arg-type]
+    # max_delay is long so that "written at once" and "waited for company" stay far
+    # apart even on a loaded machine: at once is milliseconds, waiting would be 1 s.
+    sequencer = Sequencer(_CountingStorage(), max_delay=1.0)  # type: ignore[arg-type]
     for i in range(2):
-        time.sleep(0.35)  # a pause longer than max_delay before each: nobody else calls
+        time.sleep(1.05)  # a pause longer than max_delay before each: nobody else calls
         started = time.monotonic()
         assert sequencer.append(make_event(i), timeout=10) == i
-        assert time.monotonic() - started < 0.15
+        assert time.monotonic() - started < 0.5
     sequencer.close()
 
 
