@@ -107,7 +107,8 @@ def timestamp(value: datetime | None) -> Timestamp | None:
     return out
 
 
-def _time(message: Any, field: str) -> datetime | None:
+def time_of(message: Any, field: str) -> datetime | None:
+    """The aware UTC datetime of ``message.field``, or None when unset."""
     if not message.HasField(field):
         return None
     value: datetime = getattr(message, field).ToDatetime(tzinfo=UTC)
@@ -204,7 +205,7 @@ def resource_from_pb(msg: pb.Resource, path: str) -> Resource:
     out += [FieldViolation(f"{path}.spec.{v.field}", v.description) for v in problems]
     level = LEVEL.get(msg.level, f"{path}.level", out, optional=False)
     status = STATUS.get(msg.status, f"{path}.status", out, optional=False)
-    created, updated = _time(msg, "created_at"), _time(msg, "updated_at")
+    created, updated = time_of(msg, "created_at"), time_of(msg, "updated_at")
     if created is None or updated is None:
         out.append(FieldViolation(f"{path}.created_at", "created_at and updated_at are required"))
     raise_if(out, "invalid change", "INVALID_CHANGE")
@@ -217,8 +218,8 @@ def resource_from_pb(msg: pb.Resource, path: str) -> Resource:
         status,
         created,
         updated,
-        published_at=_time(msg, "published_at"),
-        retired_at=_time(msg, "retired_at"),
+        published_at=time_of(msg, "published_at"),
+        retired_at=time_of(msg, "retired_at"),
         updated_by=msg.updated_by,
     )
 

@@ -33,6 +33,7 @@ from typing import Any
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from catalog_registry.model import ResourceCode
+from catalog_registry.wire import time_of as time_of  # one conversion for every wire module
 from exchange.model import (
     Grant,
     GrantState,
@@ -72,14 +73,6 @@ def timestamp(value: datetime | None) -> Timestamp | None:
     out = Timestamp()
     out.FromDatetime(value.astimezone(UTC))
     return out
-
-
-def time_of(message: Any, field: str) -> datetime | None:
-    """The aware UTC datetime of ``message.field``, or None when unset."""
-    if not message.HasField(field):
-        return None
-    value: datetime = getattr(message, field).ToDatetime(tzinfo=UTC)
-    return value
 
 
 def _required_time(message: Any, field: str) -> datetime:

@@ -52,6 +52,7 @@ import os
 import sqlite3
 import threading
 import weakref
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from typing import Any, Generic, TypeVar, cast
 
@@ -84,7 +85,7 @@ class _Op(Generic[H, T]):
         self.done = False
 
 
-class _Batcher(Generic[H]):
+class _Batcher(ABC, Generic[H]):
     """The batching; :meth:`_transaction` gives the handle the operations run on."""
 
     def __init__(self, database: Database, *, max_batch: int = MAX_BATCH) -> None:
@@ -96,8 +97,9 @@ class _Batcher(Generic[H]):
         self.batches = 0  # counters for tests and benchmarks
         self.operations = 0
 
+    @abstractmethod
     def _transaction(self) -> contextlib.AbstractContextManager[H]:
-        raise NotImplementedError
+        """One write transaction (committed on exit) over the handle the operations take."""
 
     def run(self, op: Callable[[H], T], *, key: str = "") -> T:
         """Run ``op`` in a (shared) transaction; its result once committed.

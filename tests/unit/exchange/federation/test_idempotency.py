@@ -18,7 +18,6 @@ from zhida.errors import (
     Aborted,
     FailedPrecondition,
     InvalidArgument,
-    PermissionDenied,
     ResourceExhausted,
 )
 
@@ -61,27 +60,6 @@ def test_scoped_keys_separate_callers() -> None:
     assert a != scoped_key("420100", "11420102MB1A23456R", "clerk-7", "req-1")
     with pytest.raises(InvalidArgument):
         scoped_key("420102", "org", "clerk", "")
-
-
-def test_run_once_executes_a_retried_request_once() -> None:
-    store = InMemoryIdempotencyStore()
-    calls: list[int] = []
-
-    def execute() -> bytes:
-        calls.append(1)
-        return b"granted"
-
-    assert run_once(store, "k", "d", execute) == b"granted"
-    assert run_once(store, "k", "d", execute) == b"granted"
-    assert len(calls) == 1
-
-    def refuse() -> bytes:
-        raise PermissionDenied("no grant")
-
-    with pytest.raises(PermissionDenied):
-        run_once(store, "k2", "d", refuse)
-    assert run_once(store, "k2", "d", execute) == b"granted"  # the refusal was not stored
-    assert len(calls) == 2
 
 
 def test_concurrent_attempts_run_once() -> None:
