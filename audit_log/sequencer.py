@@ -184,8 +184,10 @@ class Sequencer:
         finally:
             with self._cond:
                 self._direct -= 1
-                if not self._direct:
-                    self._cond.notify_all()  # close() may be waiting
+                # Only close() waits for this (it sets _closed first, under the lock);
+                # waking the writer after every batch would cost a GIL hand-off.
+                if not self._direct and self._closed:
+                    self._cond.notify_all()
 
     async def append_async(self, event: AuditEvent | EncodedEvent) -> int:
         """Append ``event`` from asyncio code; resumes once it is durable."""

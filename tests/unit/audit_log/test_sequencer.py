@@ -237,3 +237,40 @@ def test_a_failed_append_with_rows_raises_to_its_caller() -> None:
         sequencer.append_many([make_event(0)], rows=[("t", ("a",), [(1,)])])
     assert sequencer.stats.failed_batches == 1
     sequencer.close()
+
+
+class _GatedStorage(_RowsStorage):
+    """An append with rows that blocks until the test opens the gate."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.entered = threading.Event()
+        self.gate = threading.Event()
+
+    def append(self, events: Sequence[EncodedEvent], rows: Sequence[Any] = (), /) -> int:
+        if rows:
+            self.entered.set()
+            self.gate.wait()
+        return super().append(events, rows)
+
+
+def test_close_waits_for_an_append_with_rows_under_way() -> None:
+    storage = _GatedStorage()
+    sequencer = Sequencer(storage)  # type: ignore[arg-type]
+    appended: list[list[int]] = []
+    writer = threading.Thread(
+        target=lambda: appended.append(
+            sequencer.append_many([make_event(0)], rows=[("t", ("a",), [(1,)])])
+        )
+    )
+    writer.start()
+    assert storage.entered.wait(10)
+    closer = threading.Thread(target=sequencer.close)
+    closer.start()
+    closer.join(0.3)
+    assert closer.is_alive()  # still waiting for the append in the caller's thread
+    storage.gate.set()
+    writer.join(10)
+    closer.join(10)
+    assert not closer.is_alive()
+    assert appended == [[0]]
