@@ -3,7 +3,10 @@
 :class:`DeploymentSigner` adapts the deployment facade to
 :class:`~licence_vault.signer.LicenceSigner`; :class:`DeploymentPdf` renders
 and seals licence PDFs with it (the original at issue, annotated copies with
-the use-for-purpose watermark at fetch). :func:`open_deployment` opens the
+the use-for-purpose watermark at fetch). Each PDF carries the licence's
+identifier, validity period and status reference in its catalog, under the
+signature (:data:`licence_vault.verify.PDF_CLAIMS_ENTRY`), so ``zhida verify``
+can check a PDF's dates and status offline as it does a JWS's. :func:`open_deployment` opens the
 node's deployment and, on a development node (``auth.dev_keys``) whose PKI
 was never initialised, makes one with a certificate and a 电子证照专用章 for
 every department of :data:`zhida.auth.mint.DEMO_ORGS` — the way development
@@ -20,6 +23,8 @@ Example::
 from __future__ import annotations
 
 import fcntl
+import io
+import json
 import logging
 import threading
 import time
@@ -28,13 +33,16 @@ from datetime import UTC, datetime
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
+from pyhanko.pdf_utils import generic
+from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
 
 from licence_vault.model import Licence
 from licence_vault.signer import NO_VALID_SEAL, IssuerSeal
 from licence_vault.status_list import StatusList, sign_status_list_token
 from licence_vault.types import LicenceType
+from licence_vault.verify import PDF_CLAIM_KEYS, PDF_CLAIMS_ENTRY
 from signing.deployment import Deployment
-from signing.pdf_layout import LicenceDocument
+from signing.pdf_layout import LicenceDocument, render_licence_pdf
 from signing.seal import Seal, SealRegistry
 from signing.trust import ChainVerifier, TrustBundle
 from zhida.config import Config
@@ -201,7 +209,25 @@ class DeploymentPdf:
             subtitle="（加注件）" if watermark else None,
             watermark=watermark,
         )
-        return self.deployment.issue_licence_pdf(licence.issuer_code, document)
+        pdf = render_licence_pdf(document, seal_png=seal.seal_picture)
+        return self.deployment.sign_pdf(licence.issuer_code, _with_claims(pdf, licence, watermark))
+
+
+def _with_claims(pdf: bytes, licence: Licence, watermark: str | None) -> bytes:
+    """``pdf`` with the licence's claims in its catalog (an incremental update, made
+    before signing so that the signature covers it)."""
+    claims = {k: licence.payload[k] for k in PDF_CLAIM_KEYS if k in licence.payload}
+    if watermark:
+        claims["加注"] = watermark
+    text = json.dumps(claims, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+    writer = IncrementalPdfFileWriter(io.BytesIO(pdf))
+    writer.root[generic.NameObject(PDF_CLAIMS_ENTRY)] = generic.DictionaryObject(  # type: ignore[no-untyped-call]
+        {generic.NameObject("/Claims"): generic.TextStringObject(text)}
+    )
+    writer.update_root()  # type: ignore[no-untyped-call]
+    out = io.BytesIO()
+    writer.write(out)  # type: ignore[no-untyped-call]
+    return out.getvalue()
 
 
 def _code_label(licence: Licence) -> str:

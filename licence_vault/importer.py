@@ -14,7 +14,10 @@ on purpose — issues nothing twice. A state file next to the CSV
 (``<file>.import-state.json``) remembers how many rows are done, so a resumed
 run starts where the last one stopped; rows refused by the vault go to an
 error report (``<file>.errors.csv``: row number, request id, reason, message,
-fields) and the import carries on.
+fields) and the import carries on. A batch's report rows are written (and
+synced) before the state that counts the batch as done; the state records the
+report's length then, and a resumed run cuts the report back to it — so a
+crash between the two neither loses nor repeats a report row.
 
 Example::
 
@@ -28,6 +31,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date
@@ -168,16 +172,33 @@ class CsvImport:
 
     # -- state ------------------------------------------------------------------------------
 
-    def load_state(self, digest: str) -> int:
-        """Rows already done by an earlier run of this very file (0 if none or changed)."""
+    def _state(self, digest: str) -> dict[str, object]:
+        """The state an earlier run of this very file left ({} if none or changed)."""
         try:
             state = json.loads(self.state_path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
-            return 0
-        if state.get("version") != STATE_VERSION or state.get("file_sha256") != digest:
-            return 0
-        done = state.get("done_rows", 0)
+            return {}
+        if not isinstance(state, dict) or state.get("version") != STATE_VERSION:
+            return {}
+        return state if state.get("file_sha256") == digest else {}
+
+    def load_state(self, digest: str) -> int:
+        """Rows already done by an earlier run of this very file (0 if none or changed)."""
+        done = self._state(digest).get("done_rows", 0)
         return done if isinstance(done, int) and done >= 0 else 0
+
+    def _trim_report(self, digest: str) -> None:
+        """Drop report rows written after the last saved state (their batch is sent again)."""
+        length = self._state(digest).get("report_bytes")
+        if not isinstance(length, int) or length < 0:
+            return  # a state from before lengths were recorded: keep the report as it is
+        try:
+            with self.report_path.open("r+b") as f:
+                if f.seek(0, os.SEEK_END) > length:
+                    f.truncate(length)
+                    os.fsync(f.fileno())
+        except FileNotFoundError:
+            pass
 
     def save_state(self, digest: str, done_rows: int, summary: ImportSummary) -> None:
         state = {
@@ -188,6 +209,8 @@ class CsvImport:
             "issued": summary.issued,
             "existing": summary.existing,
             "failed": summary.failed,
+            # the report as it stood when these rows were done (see _trim_report)
+            "report_bytes": self.report_path.stat().st_size if self.report_path.exists() else 0,
         }
         # Durable before the next batch starts: a crash resumes from here, no duplicates.
         atomic_write(self.state_path, json.dumps(state, indent=2).encode(), mode=0o644)
@@ -202,6 +225,8 @@ class CsvImport:
                 writer.writerow(
                     [o.row, o.request_id, o.error_reason, o.error_message, ";".join(o.error_fields)]
                 )
+            f.flush()
+            os.fsync(f.fileno())  # on disk before the state that counts these rows as done
 
     # -- running ------------------------------------------------------------------------------
 
@@ -228,6 +253,8 @@ class CsvImport:
         fresh_report = done == 0
         if fresh_report:
             self.report_path.unlink(missing_ok=True)
+        else:
+            self._trim_report(digest)
         batch: list[RowRequest] = []
         early: list[RowOutcome] = []
         last_row = done

@@ -16,9 +16,16 @@ suspended  0x02  temporarily not in force (SUSPENDED); resume makes it valid
 superseded 0x03  an amendment replaced this version (application-specific)
 ========== ===== =====================================================
 
-``expired`` is not stored in the status list: every verifier reads the
-validity period from the signed payload; :meth:`Licence.effective_status`
-derives it for a given day.
+``expired`` (validity period over) is derived at read time by
+:meth:`Licence.effective_status` and stored by the expiry job
+(:mod:`licence_vault.lifecycle`, ``zhida licence expire``) with a signed
+``expire`` event. It has no status-list value of its own: the list keeps IETF
+Token Status List semantics (VALID / INVALID / SUSPENDED, plus the
+application value for superseded), and an expired licence's entry stays
+VALID (0) — the end of its validity is in the signed payload
+(``有效期截止日期``), which every verifier checks, online or offline, whether
+or not it has the list. So a licence that lapses changes nothing in the
+signed list, and a verifier never needs a fresh list to learn it.
 
 Example::
 
@@ -52,7 +59,7 @@ class LicenceStatus(enum.StrEnum):
     REVOKED = "revoked"
     SUSPENDED = "suspended"
     SUPERSEDED = "superseded"
-    EXPIRED = "expired"  # derived from the validity period, never stored
+    EXPIRED = "expired"  # validity period over: derived on read, stored by the expiry job
 
     @property
     def list_value(self) -> int:
@@ -149,7 +156,9 @@ class Licence:
         return face
 
     def effective_status(self, today: date) -> LicenceStatus:
-        """The stored status, or EXPIRED for a valid licence past its validity."""
+        """The stored status, or EXPIRED for a valid licence past its validity (before
+        the expiry job has stored it). A suspended one stays suspended: see
+        :mod:`licence_vault.lifecycle`."""
         expired = self.valid_until is not None and today > self.valid_until
         if self.status is LicenceStatus.VALID and expired:
             return LicenceStatus.EXPIRED
@@ -158,7 +167,7 @@ class Licence:
 
 @dataclass(frozen=True, slots=True)
 class LicenceEvent:
-    """One entry of a licence's history: issue, amend, suspend, resume, revoke.
+    """One entry of a licence's history: issue, amend, suspend, resume, revoke, expire.
 
     ``record`` is the issuer's signed JWS of the change (the issue event's
     record is the licence JWS itself, referenced by digest).
@@ -166,7 +175,7 @@ class LicenceEvent:
 
     licence_id: str
     lineage: str
-    action: str  # issue | amend | suspend | resume | revoke
+    action: str  # issue | amend | suspend | resume | revoke | expire
     at: datetime
     actor_org: str
     actor_subject: str

@@ -1,8 +1,10 @@
 """Verifying licences away from the vault: trust material and status lists cached on disk.
 
 :class:`CachedNode` fetches a node's trust material (trust bundle, seals, seal
-revocations, seal-maker keys) once and each issuer's signed status list when
-the cached copy's ``ttl`` is over, keeping both in a directory;
+revocations, seal-maker keys) once — again on ``refresh`` (``zhida licence
+verify --refresh``), which is how a revoked seal or certificate reaches an
+offline verifier — and each issuer's signed status list when the cached
+copy's ``ttl`` is over, keeping both in a directory;
 :func:`offline_verifier` builds a :class:`~licence_vault.verify.LicenceVerifier`
 on them: signatures, seals and chains are checked locally, the status comes
 from the cached, signature-checked Token Status List.
@@ -31,6 +33,7 @@ from signing.jws import JwsVerifier
 from signing.seal import Seal, SealRegistry, SealRevocations
 from signing.trust import ChainVerifier, TrustBundle
 from zhida.errors import NotFound
+from zhida.files import atomic_write
 from zhida.licence.v1 import licence_vault_service_pb2 as pb
 
 __all__ = ["CachedNode", "cached_status_token", "file_verifier", "offline_verifier"]
@@ -39,9 +42,9 @@ __all__ = ["CachedNode", "cached_status_token", "file_verifier", "offline_verifi
 class CachedNode:
     """Trust material and status lists from a node, kept in a cache directory.
 
-    The trust material is fetched once; a status list is reused while its
-    ``ttl`` lasts (``--refresh`` forces a fetch), so verification works
-    without the node for as long as the cached list may be used.
+    The trust material is fetched once and a status list is reused while its
+    ``ttl`` lasts; ``refresh`` (``--refresh``) fetches both anew. Verification
+    works without the node for as long as the cached list may be used.
     """
 
     def __init__(self, cache: Path, stub: Any, metadata: Sequence[tuple[str, str]]) -> None:
@@ -50,9 +53,9 @@ class CachedNode:
         self.metadata = metadata
         cache.mkdir(parents=True, exist_ok=True)
 
-    def trust(self) -> pb.GetTrustMaterialResponse:
+    def trust(self, refresh: bool = False) -> pb.GetTrustMaterialResponse:
         path = self.cache / "trust-material.json"
-        if path.exists():
+        if path.exists() and not refresh:
             doc = json.loads(path.read_text(encoding="utf-8"))
             return pb.GetTrustMaterialResponse(**doc)
         reply: pb.GetTrustMaterialResponse = self.stub.GetTrustMaterial(
@@ -65,7 +68,8 @@ class CachedNode:
             "seal_maker_keys_pem": list(reply.seal_maker_keys_pem),
             "status_list_base_uri": reply.status_list_base_uri,
         }
-        path.write_text(json.dumps(doc, ensure_ascii=False), encoding="utf-8")
+        # atomic: a verifier reading the cache never sees half a file
+        atomic_write(path, json.dumps(doc, ensure_ascii=False).encode("utf-8"), mode=0o644)
         return reply
 
     def status_list(self, uri: str, refresh: bool = False) -> str:
@@ -78,7 +82,7 @@ class CachedNode:
             pb.GetStatusListRequest(uri=uri), metadata=self.metadata, timeout=30
         )
         doc = {"uri": uri, "fetched_at": time.time(), "token": reply.token}
-        path.write_text(json.dumps(doc), encoding="utf-8")
+        atomic_write(path, json.dumps(doc).encode("utf-8"), mode=0o644)
         return str(reply.token)
 
 
@@ -129,7 +133,9 @@ def _ttl(token: str) -> int:
 
 
 def offline_verifier(node: CachedNode, refresh: bool = False) -> LicenceVerifier:
-    trust = node.trust()
+    """A verifier on ``node``'s cached trust material and status lists (``refresh``: both
+    fetched anew first)."""
+    trust = node.trust(refresh)
     bundle = TrustBundle.from_json(trust.trust_bundle_json)
     makers = [load_pem_public_key(k.encode()) for k in trust.seal_maker_keys_pem]
     registry = SealRegistry(

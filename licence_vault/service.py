@@ -82,8 +82,11 @@ class LicenceVaultService(AccessHandlers, pb_grpc.LicenceVaultServiceServicer):
                 "created": str(result.created).lower(),
             },
         )
+        lic = result.licence  # a historical import may have lapsed already
         return pb.IssueLicenceResponse(
-            licence=licence_message(result.licence), jws=result.jws, created=result.created
+            licence=licence_message(lic, lic.effective_status(self.vault.today())),
+            jws=result.jws,
+            created=result.created,
         )
 
     async def BatchIssueLicences(
@@ -131,6 +134,7 @@ class LicenceVaultService(AccessHandlers, pb_grpc.LicenceVaultServiceServicer):
         )
         outcomes: list[pb.IssueOutcome] = []
         remaining = iter(items)
+        today = self.vault.today()
         for i, draft in enumerate(request.drafts):
             error = early.get(i)
             if error is not None:
@@ -145,7 +149,9 @@ class LicenceVaultService(AccessHandlers, pb_grpc.LicenceVaultServiceServicer):
                 pb.IssueOutcome(
                     index=i,
                     request_id=item.request_id,
-                    licence=licence_message(item.result.licence),
+                    licence=licence_message(
+                        item.result.licence, item.result.licence.effective_status(today)
+                    ),
                     created=item.result.created,
                     jws=item.result.jws if request.include_jws else "",
                 )
@@ -245,7 +251,9 @@ class LicenceVaultService(AccessHandlers, pb_grpc.LicenceVaultServiceServicer):
         except IntegrityError as exc:
             await self._integrity_failure(exc, licence.licence_id)
             raise
-        return pb.GetLicenceResponse(licence=licence_message(licence), jws=jws)
+        # the effective status: a lapsed licence reads as expired before the job stores it
+        status = licence.effective_status(self.vault.today())
+        return pb.GetLicenceResponse(licence=licence_message(licence, status), jws=jws)
 
     async def GetLicenceHistory(
         self, request: pb.GetLicenceHistoryRequest, context: Any
@@ -254,8 +262,9 @@ class LicenceVaultService(AccessHandlers, pb_grpc.LicenceVaultServiceServicer):
         principal = current_principal()
         versions, events = await self._run(self.vault.history, request.licence_id)
         self._may_read(principal, versions[-1])
+        today = self.vault.today()
         return pb.GetLicenceHistoryResponse(
-            versions=[licence_message(v) for v in versions],
+            versions=[licence_message(v, v.effective_status(today)) for v in versions],
             events=[event_message(e) for e in events],
         )
 

@@ -172,7 +172,7 @@ class AccessHandlers(ServiceBase):
             )
             raise
         except IntegrityError as exc:
-            await self._integrity_failure(exc)
+            await self._integrity_failure(exc, exc.metadata.get("licence_id", ""))
             raise
         if not rides:
             events = self._fetch_events(result)

@@ -17,7 +17,8 @@ node's audit log on the same database: written in its transaction).
 A licence's JWS is stored with its issue event, in the transaction that
 inserts the licence (see :mod:`licence_vault.sql_rows`); the fetch reads it
 in the same snapshot as the licence. Consent, fetch-snapshot and use-record
-queries are in the store's base class, :mod:`licence_vault.sql_access`.
+queries are in the store's base class, :mod:`licence_vault.sql_access`; the
+expiry job's in :mod:`licence_vault.sql_lifecycle`.
 
 Example::
 
@@ -62,6 +63,7 @@ from licence_vault.models import (
 )
 from licence_vault.sql_access import AccessQueries
 from licence_vault.sql_fast import DriverPaths
+from licence_vault.sql_lifecycle import LifecycleQueries
 from licence_vault.sql_rows import (
     EVENT_ROW,
     ISSUE,
@@ -125,7 +127,7 @@ def _rowcount(result: Any) -> int:
     return int(cast(CursorResult[Any], result).rowcount)
 
 
-class SqlLicenceStore(AccessQueries):
+class SqlLicenceStore(AccessQueries, LifecycleQueries):
     """:class:`~licence_vault.store.LicenceStore` on a :class:`~zhida.db.Database`."""
 
     def __init__(self, database: Database, *, companion: Companion | None = None) -> None:

@@ -7,7 +7,7 @@ that was reserved but never used stays unused), then signed licences are
 inserted together with their request ids, history and documents (a
 licence's JWS is stored with its issue event, not in the blob store; PDFs
 stay in the blob store); a status change is a compare-and-set on the stored
-status, so two concurrent changes cannot both win.
+status, so two concurrent changes cannot both win (the expiry job's too).
 
 Example::
 
@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any, Protocol
 
 from licence_vault.model import Consent, Licence, LicenceEvent, LicenceStatus, UseRecord
@@ -171,6 +171,17 @@ class LicenceStore(Protocol):
     ) -> None:
         """Mark ``old`` superseded (its status must still be ``old.status``), insert ``new``
         (with ``jws``, its document) and ``events``."""
+        ...
+
+    def due_to_expire(self, today: date, *, after: str = "", limit: int = 200) -> list[Licence]:
+        """Licences stored valid whose ``valid_until`` is before ``today``, in identifier
+        order after ``after`` (a page of the expiry job)."""
+        ...
+
+    def expire(self, events: Sequence[LicenceEvent], *, at: datetime) -> list[str]:
+        """For each ``expire`` event: mark its licence expired if it is still valid and
+        append the event; one durable transaction. The ids it expired (the others
+        changed meanwhile and are left alone)."""
         ...
 
     # -- status lists ----------------------------------------------------------------

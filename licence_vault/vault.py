@@ -19,6 +19,9 @@ Rules it enforces:
   refused (``REQUEST_ID_REUSED``);
 * an amendment makes version n+1 (new identifier, new status index, signed
   anew) and marks version n superseded; old versions stay verifiable;
+* a licence whose validity has ended is expired: reads say so at once,
+  :meth:`Vault.expire_due` stores it; it can no longer be amended, suspended
+  or resumed, only revoked (:mod:`licence_vault.lifecycle`);
 * every change is signed by the issuer and appended to the licence's history;
 * a fetch needs the holder's consent (right organisation, matter, types, not
   expired, not withdrawn) unless the matter has a legal basis; only valid
@@ -48,6 +51,13 @@ from licence_vault.access import ConsentAndFetch
 from licence_vault.documents import read_jws
 from licence_vault.identifier import LicenceId
 from licence_vault.issuing import MAX_BATCH, Issuing
+from licence_vault.lifecycle import (
+    EXPIRY_SUBJECT,
+    ExpiryReport,
+    change_record,
+    expire_due,
+    refuse_if_ended,
+)
 from licence_vault.matters import MatterRegistry
 from licence_vault.model import (
     IssueRequest,
@@ -84,6 +94,7 @@ __all__ = [
     "MAX_BATCH",
     "Actor",
     "BatchItem",
+    "ExpiryReport",
     "FetchRequest",
     "FetchResult",
     "FetchedLicence",
@@ -171,19 +182,7 @@ class Vault(Issuing, ConsentAndFetch):
     def _change_record(
         self, actor: Actor, licence: Licence, action: str, reason: str, now: datetime, **extra: str
     ) -> str:
-        record = {
-            "证照变更记录": {
-                "证照标识": licence.licence_id,
-                "操作": action,
-                "原因": reason,
-                "操作时间": now.astimezone(UTC).isoformat(timespec="seconds"),
-                "操作机构代码": actor.organisation,
-                "操作人": actor.subject,
-                **extra,
-            },
-            "iat": int(now.timestamp()),
-        }
-        return self.signer.sign_licence(licence.issuer_code, record)
+        return change_record(self.signer, actor, licence, action, reason, now, **extra)
 
     def _transition(
         self,
@@ -196,13 +195,15 @@ class Vault(Issuing, ConsentAndFetch):
     ) -> Licence:
         reason = text_field(reason, "reason", max_length=MAX_REASON)
         licence = self._own(actor, licence_id)
+        now = self.clock()
+        if new is not LicenceStatus.REVOKED:  # a lapsed licence may still be 注销'd
+            refuse_if_ended(licence, action, now.astimezone(UTC).date())
         if licence.status not in allowed_from:
             raise FailedPrecondition(
                 f"cannot {action} licence {licence_id}: it is {licence.status.value}",
                 reason="INVALID_STATUS_TRANSITION",
                 metadata={"status": licence.status.value},
             )
-        now = self.clock()
         self.signer.issuer(actor.organisation, at=now)  # the seal must still be valid
         record = self._change_record(actor, licence, action, reason, now)
         event = LicenceEvent(
@@ -235,7 +236,7 @@ class Vault(Issuing, ConsentAndFetch):
             licence_id,
             reason,
             "revoke",
-            (LicenceStatus.VALID, LicenceStatus.SUSPENDED),
+            (LicenceStatus.VALID, LicenceStatus.SUSPENDED, LicenceStatus.EXPIRED),
             LicenceStatus.REVOKED,
         )
 
@@ -252,6 +253,8 @@ class Vault(Issuing, ConsentAndFetch):
         """Issue version n+1 with ``changes`` applied to the data (``""`` removes a field)."""
         reason = text_field(reason, "reason", max_length=MAX_REASON)
         old = self._own(actor, licence_id)
+        now = self.clock()
+        refuse_if_ended(old, "amend", now.astimezone(UTC).date())
         if old.status is not LicenceStatus.VALID:
             raise FailedPrecondition(
                 f"only a valid licence can be amended; {licence_id} is {old.status.value}",
@@ -260,7 +263,6 @@ class Vault(Issuing, ConsentAndFetch):
             )
         if not changes and holder_name is None and valid_until is None:
             raise bad("changes", "must change something", "NOTHING_TO_AMEND")
-        now = self.clock()
         seal = self.signer.issuer(actor.organisation, at=now)
         data = dict(old.data)
         for key, value in changes.items():
@@ -319,6 +321,29 @@ class Vault(Issuing, ConsentAndFetch):
         ]
         self.store.amend(old, new, events, token)
         return IssueResult(new, token, True)
+
+    def expire_due(
+        self,
+        *,
+        subject: str = EXPIRY_SUBJECT,
+        batch_size: int = 200,
+        on_progress: Callable[[ExpiryReport], None] | None = None,
+    ) -> ExpiryReport:
+        """Store ``expired``, with a signed ``expire`` event, for every valid licence whose
+        validity ended before today (the vault's clock); idempotent. See
+        :func:`licence_vault.lifecycle.expire_due`."""
+        return expire_due(
+            self.store,
+            self.signer,
+            now=self.clock(),
+            subject=subject,
+            batch_size=batch_size,
+            on_progress=on_progress,
+        )
+
+    def today(self) -> date:
+        """The vault's day (UTC), which validity periods are judged on."""
+        return self.clock().astimezone(UTC).date()
 
     # -- status lists ------------------------------------------------------------------------
 

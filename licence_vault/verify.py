@@ -15,6 +15,11 @@ returns a :class:`Verification` (it never raises for a bad licence):
    :class:`~licence_vault.status_list.StatusListCache` (offline verifiers) —
    ``REVOKED`` / ``SUSPENDED`` / ``SUPERSEDED`` / ``STATUS_UNAVAILABLE``.
 
+A sealed licence PDF made by the vault carries the same identifier, validity
+period and status reference in its catalog (``/ZhidaLicence``, covered by the
+PAdES signature; :func:`pdf_licence_claims`), so an offline verifier checks a
+PDF's period and status as it does a JWS's (:meth:`LicenceVerifier.check_claims`).
+
 Example::
 
     cache = StatusListCache(fetch_token, ChainVerifier(trust))
@@ -34,9 +39,24 @@ from licence_vault.identifier import LicenceId
 from licence_vault.model import LicenceStatus
 from licence_vault.status_list import StatusListCache, parse_status_claim
 from signing.jws import JwsVerifier, VerifiedLicence
+from signing.pki import DepartmentIdentity
 from zhida.errors import ZhidaError
 
-__all__ = ["LicenceVerifier", "StatusSource", "Verification", "status_list_source"]
+__all__ = [
+    "PDF_CLAIMS_ENTRY",
+    "PDF_CLAIM_KEYS",
+    "LicenceVerifier",
+    "StatusSource",
+    "Verification",
+    "check_period",
+    "pdf_licence_claims",
+    "status_list_source",
+]
+
+PDF_CLAIMS_ENTRY = "/ZhidaLicence"
+"""Catalog entry of a vault-made PDF: ``<< /Claims (JSON of PDF_CLAIM_KEYS of the payload) >>``."""
+PDF_CLAIM_KEYS = ("证照标识", "颁发机构代码", "有效期起始日期", "有效期截止日期", "status")
+LONG_TERM = "长期"
 
 StatusSource = Callable[[str, Mapping[str, Any]], LicenceStatus]
 """(licence id, payload) -> the licence's current status; may raise ZhidaError."""
@@ -96,12 +116,24 @@ class LicenceVerifier:
         return self.check_content(verified, day)
 
     def check_content(self, verified: VerifiedLicence, day: date) -> Verification:
-        payload = verified.payload
+        return self.check_claims(
+            verified.payload, verified.department, verified.seal.seal_id, verified.signed_at, day
+        )
+
+    def check_claims(
+        self,
+        payload: dict[str, Any],
+        department: DepartmentIdentity,
+        seal_id: str,
+        signed_at: datetime,
+        day: date,
+    ) -> Verification:
+        """Steps 2-4 on a payload whose signature (JWS or PDF) ``department`` made."""
         base: dict[str, Any] = {
-            "issuer_code": verified.department.uscc,
-            "issuer_name": verified.department.name,
-            "signed_at": verified.signed_at,
-            "seal_id": verified.seal.seal_id,
+            "issuer_code": department.uscc,
+            "issuer_name": department.name,
+            "signed_at": signed_at,
+            "seal_id": seal_id,
             "payload": payload,
         }
         raw_id = payload.get("证照标识")
@@ -111,12 +143,11 @@ class LicenceVerifier:
         except ZhidaError as exc:
             return Verification(False, "NOT_A_LICENCE", exc.message, **base)
         licence_id = str(ident)
-        if not (ident.issuer_code == verified.department.uscc == payload.get("颁发机构代码")):
+        if not (ident.issuer_code == department.uscc == payload.get("颁发机构代码")):
             return Verification(
                 False,
                 "ISSUER_MISMATCH",
-                f"signed by {verified.department.uscc}, but the licence names issuer "
-                f"{ident.issuer_code}",
+                f"signed by {department.uscc}, but the licence names issuer {ident.issuer_code}",
                 licence_id,
                 **base,
             )
@@ -139,30 +170,44 @@ class LicenceVerifier:
                 status,
                 **base,
             )
-        try:
-            valid_from = date.fromisoformat(str(payload.get("有效期起始日期")))
-            until = str(payload.get("有效期截止日期"))
-            valid_until = None if until == "长期" else date.fromisoformat(until)
-        except ValueError:
-            return Verification(
-                False, "NOT_A_LICENCE", "unreadable validity period", licence_id, **base
-            )
-        if day < valid_from:
-            return Verification(
-                False,
-                "NOT_YET_VALID",
-                f"valid from {valid_from.isoformat()}",
-                licence_id,
-                status,
-                **base,
-            )
-        if valid_until is not None and day > valid_until:
-            return Verification(
-                False,
-                "EXPIRED",
-                f"expired on {valid_until.isoformat()}",
-                licence_id,
-                LicenceStatus.EXPIRED,
-                **base,
-            )
+        outside = check_period(payload, day)
+        if outside is not None:
+            reason, message = outside
+            shown = {"EXPIRED": LicenceStatus.EXPIRED, "NOT_A_LICENCE": None}.get(reason, status)
+            return Verification(False, reason, message, licence_id, shown, **base)
         return Verification(True, "", "valid", licence_id, status, **base)
+
+
+def check_period(payload: Mapping[str, Any], day: date) -> tuple[str, str] | None:
+    """None if ``day`` lies in the payload's validity period, else (reason, message):
+    ``NOT_YET_VALID``, ``EXPIRED`` or ``NOT_A_LICENCE`` (no readable period)."""
+    try:
+        valid_from = date.fromisoformat(str(payload.get("有效期起始日期")))
+        until = str(payload.get("有效期截止日期"))
+        valid_until = None if until == LONG_TERM else date.fromisoformat(until)
+    except ValueError:
+        return "NOT_A_LICENCE", "unreadable validity period"
+    if day < valid_from:
+        return "NOT_YET_VALID", f"valid from {valid_from.isoformat()}"
+    if valid_until is not None and day > valid_until:
+        return "EXPIRED", f"expired on {valid_until.isoformat()}"
+    return None
+
+
+def pdf_licence_claims(pdf: bytes) -> dict[str, Any] | None:
+    """The licence claims a vault-made PDF carries (:data:`PDF_CLAIMS_ENTRY`), or None.
+
+    Call it only on a PDF whose signature verified and covers the whole file:
+    then the catalog read here is the signed one.
+    """
+    import io
+    import json
+
+    from pyhanko.pdf_utils.reader import PdfFileReader
+
+    try:
+        entry = PdfFileReader(io.BytesIO(pdf), strict=False).root.get(PDF_CLAIMS_ENTRY)
+        claims = json.loads(str(entry["/Claims"])) if entry is not None else None
+    except Exception:  # bytes from anyone: no claims, never a crash
+        return None
+    return claims if isinstance(claims, dict) else None

@@ -1,8 +1,12 @@
-"""``zhida licence``: legacy import, licence types, offline verification with a cached status list.
+"""``zhida licence``: legacy import, licence types, offline verification, the expiry job.
 
 ``import`` and ``verify`` talk to a node over gRPC (``--address``, default
 ``node.listen``; ``--token`` or ``$ZHIDA_TOKEN``, else a development token
-minted with the node's dev keys).
+minted with the node's dev keys). ``expire`` runs on the node's host, on its
+database and signing deployment (the PKI passphrase, as for ``zhida pki``):
+every valid licence whose validity ended before today (UTC) is stored
+expired with the issuer's signed ``expire`` event. Run it daily (cron); it
+is idempotent, and runs at the same time as the node or another run.
 
 Example::
 
@@ -10,6 +14,7 @@ Example::
     $ zhida licence import legacy.csv --org 11420102000040176F     # resumable: run it again
     $ zhida licence verify licence.jws                              # signature, seal, status
     $ zhida licence verify copy.pdf
+    $ zhida licence expire                                          # cron: daily
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -61,7 +67,9 @@ _STATUS_NAMES = {
 
 
 def register(subparsers: argparse._SubParsersAction[Any]) -> None:
-    parser = subparsers.add_parser("licence", help="electronic licences: import, types, verify")
+    parser = subparsers.add_parser(
+        "licence", help="electronic licences: import, types, verify, expire"
+    )
     sub = parser.add_subparsers(dest="licence_command", metavar="SUBCOMMAND", title="subcommands")
     sub.required = True
 
@@ -88,9 +96,20 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     verify.add_argument(
         "--cache", type=Path, help="status list cache (default: <data_dir>/status-list-cache)"
     )
-    verify.add_argument("--refresh", action="store_true", help="fetch the status list anew")
+    verify.add_argument(
+        "--refresh", action="store_true", help="fetch the status list and trust material anew"
+    )
     node_args(verify)
     verify.set_defaults(handler=cmd_verify)
+
+    expire = sub.add_parser(
+        "expire",
+        help="store 'expired' for licences whose validity has ended (daily; idempotent)",
+    )
+    expire.add_argument(
+        "--batch-size", type=int, default=200, help="licences per transaction (1-1000)"
+    )
+    expire.set_defaults(handler=cmd_expire)
 
 
 def _config(args: argparse.Namespace) -> Config:
@@ -277,3 +296,48 @@ def _print_verdict(console: Console, result: Verification) -> None:
         console.print(f"  issuer: {result.issuer_name} ({result.issuer_code})")
     if result.status is not None:
         console.print(f"  status: {result.status.value} ({result.status.label})")
+
+
+def cmd_expire(args: argparse.Namespace) -> int:
+    from licence_vault.lifecycle import ExpiryReport, expire_due
+    from licence_vault.signer import open_signer
+    from licence_vault.sql import SqlLicenceStore
+    from zhida.db import Database
+
+    if not 1 <= args.batch_size <= 1000:
+        raise InvalidArgument("batch size must be 1..1000", reason="INVALID_BATCH_SIZE")
+    config = _config(args)
+    database = Database(config.database.url, pool_size=2)
+    try:
+        signer, _pdf = open_signer(config)
+        progress = Progress(
+            TextColumn("[bold]expiring[/bold]"),
+            TextColumn("expired {task.fields[expired]} · skipped {task.fields[skipped]}"),
+            TextColumn("· failed {task.fields[failed]}"),
+            TimeElapsedColumn(),
+            console=Console(stderr=True),
+        )
+        with progress:
+            task = progress.add_task("", total=None, expired=0, skipped=0, failed=0)
+
+            def update(report: ExpiryReport) -> None:
+                progress.update(
+                    task, expired=report.expired, skipped=report.skipped, failed=report.failed
+                )
+
+            report = expire_due(
+                SqlLicenceStore(database),
+                signer,
+                now=datetime.now(UTC),
+                batch_size=args.batch_size,
+                on_progress=update,
+            )
+    finally:
+        database.dispose()
+    print(
+        f"licences whose validity ended before {report.today.isoformat()}: {report.due} — "
+        f"expired {report.expired}, changed meanwhile {report.skipped}, failed {report.failed}"
+    )
+    for licence_id, reason, message in report.failures[:10]:
+        print(f"  {licence_id}: {reason}: {message}")
+    return 1 if report.failed else 0

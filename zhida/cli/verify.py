@@ -4,10 +4,17 @@ With ``--trust bundle.json`` (from ``zhida pki export-trust``) it works
 offline, with nothing but that file; without it, against this node's own
 PKI and seals (files only: no passphrase needed). Prints ``valid`` with the
 issuer, seal and signing time and exits 0, or ``invalid: <REASON>: <why>``
-and exits 1. A licence JWS carries a reference into its issuer's Token Status
-List: the list cached by ``zhida licence verify`` (``--status-cache``) is
-checked too, so a revoked or suspended licence is invalid; with no cached
-list the status line says so (``--require-status`` makes that invalid).
+and exits 1 — also when the file or the trust bundle cannot be read
+(``invalid: MALFORMED: …``); exit 2 is only for a wrong command line.
+
+A licence — a JWS, or a PDF the vault sealed, which carries the same claims
+under its signature (:func:`licence_vault.verify.pdf_licence_claims`) — is
+also checked against its validity period (``EXPIRED``, ``NOT_YET_VALID``:
+always, with or without a status list) and its reference into the issuer's
+Token Status List: the list cached by ``zhida licence verify``
+(``--status-cache``) is checked too, so a revoked or suspended licence is
+invalid; with no cached list the status line says so (``--require-status``
+makes that invalid).
 
 Example::
 
@@ -26,16 +33,20 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from licence_vault.offline import cached_status_token, file_verifier
 from licence_vault.status_list import parse_status_claim
-from licence_vault.verify import Verification
+from licence_vault.verify import Verification, check_period, pdf_licence_claims
 from signing.bundle import VerifierBundle
+from signing.seal import SealRegistry
 from signing.verify import VerificationResult, verify_document
 from zhida.config import load_config
 from zhida.errors import InvalidArgument, ZhidaError
+
+MALFORMED = "MALFORMED"
 
 
 def register(subparsers: argparse._SubParsersAction[Any]) -> None:
@@ -67,31 +78,41 @@ def _read(name: str) -> bytes:
     try:
         return Path(name).read_bytes()
     except OSError as exc:
-        raise InvalidArgument(f"cannot read {name}: {exc.strerror}", reason="UNREADABLE") from None
+        raise InvalidArgument(f"cannot read {name}: {exc.strerror}", reason=MALFORMED) from None
 
 
-def _bundle(args: argparse.Namespace) -> VerifierBundle:
+def _bundle(args: argparse.Namespace) -> tuple[VerifierBundle, SealRegistry]:
     if args.trust is not None:
         try:
-            text = args.trust.read_text(encoding="utf-8")
+            bundle = VerifierBundle.from_json(args.trust.read_bytes())
+            return bundle, bundle.registry()
         except OSError as exc:
-            raise InvalidArgument(
-                f"cannot read trust bundle {args.trust}: {exc.strerror}", reason="UNREADABLE"
-            ) from None
-        return VerifierBundle.from_json(text)
+            why = str(exc.strerror)
+        except ZhidaError as exc:
+            why = exc.message
+        raise InvalidArgument(
+            f"cannot read trust bundle {args.trust}: {why}", reason=MALFORMED
+        ) from None
     from signing.deployment import Deployment  # the local PKI only when no bundle is given
 
     config = load_config(Path(args.config) if getattr(args, "config", None) else None)
-    return Deployment.open(config).verifier_bundle(refresh_crls=False)
+    bundle = Deployment.open(config).verifier_bundle(refresh_crls=False)
+    return bundle, bundle.registry()
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    data = _read(args.file)
-    bundle = _bundle(args)
-    result = verify_document(data, bundle.trust, bundle.registry())
-    status = _status(args, data, bundle, result) if result.valid else None
+    try:
+        data = _read(args.file)
+        bundle, registry = _bundle(args)
+    except ZhidaError as exc:  # nothing to verify with: invalid, not a usage error
+        failed = Verification(False, exc.reason, exc.message)
+        print(_status_json(failed) if args.json else f"invalid: {exc.reason}: {exc.message}")
+        return 1
+    result = verify_document(data, bundle.trust, registry)
+    status = _licence_status(args, data, bundle, result) if result.valid else None
     if status is not None and not status.valid and status.reason != _NOT_CACHED:
-        # signature, chain and seal are fine, but the issuer has revoked or suspended it
+        # signature, chain and seal are fine, but the licence has lapsed or the issuer
+        # has revoked or suspended it
         print(_status_json(status) if args.json else f"invalid: {status.reason}: {status.message}")
         return 1
     if args.json:
@@ -123,14 +144,22 @@ def _status_cache(args: argparse.Namespace) -> Path | None:
     return config.node.data_dir / "status-list-cache"
 
 
-def _status(
+def _licence_status(
     args: argparse.Namespace, data: bytes, bundle: VerifierBundle, result: VerificationResult
 ) -> Verification | None:
-    """The status verdict of a licence JWS (None for PDFs and tokens without a status claim)."""
-    if result.kind != "jws" or result.payload is None or "status" not in result.payload:
+    """The licence verdict of a verified document: validity period, then the cached
+    status list. None for a document that is not a licence (no period, no status)."""
+    claims = result.payload if result.kind == "jws" else pdf_licence_claims(data)
+    if claims is None or not ({"status", "有效期截止日期"} & claims.keys()):
+        return None
+    today = datetime.now(UTC).date()  # the vault judges validity periods by the UTC day too
+    outside = check_period(claims, today)
+    if outside is not None:  # whatever the status list says (or whether there is one)
+        return Verification(False, *outside)
+    if "status" not in claims:
         return None
     try:
-        _, uri = parse_status_claim(result.payload)
+        _, uri = parse_status_claim(claims)
     except ZhidaError as exc:
         return Verification(False, exc.reason, exc.message)
     cache = _status_cache(args)
@@ -142,7 +171,11 @@ def _status(
             f"not checked: no cached status list for {uri}{where} "
             "(`zhida licence verify` fetches one from the vault)",
         )
-    return file_verifier(bundle, cache).verify(data.decode("ascii", "replace").strip())
+    assert result.department is not None  # a valid result names its signer
+    assert result.signed_at is not None
+    seal_id = result.seal.seal_id if result.seal is not None else ""
+    verifier = file_verifier(bundle, cache)
+    return verifier.check_claims(claims, result.department, seal_id, result.signed_at, today)
 
 
 def _status_line(status: Verification) -> str:

@@ -6,6 +6,8 @@ PostgreSQL with SeaweedFS S3 (licence PDFs in the bucket).
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -332,6 +334,66 @@ def test_fetch_refusals_are_permission_denied_with_the_reason(
     assert "企业破产法" in legal.legal_basis
 
 
+def test_a_lapsed_licence_reads_expired_and_the_expiry_job_stores_it(
+    node: NodeHandle, parties: Parties
+) -> None:
+    p = parties
+    draft = _fp_draft("lapsed")  # a historical import whose validity ended long ago
+    draft.issue_date, draft.valid_until = "2019-01-01", "2020-12-31"
+    issued = p.stub.IssueLicence(pb.IssueLicenceRequest(draft=draft), metadata=p.issuer)
+    licence_id = issued.licence.licence_id
+    assert issued.licence.status == pb.LICENCE_STATUS_EXPIRED
+
+    def history() -> pb.GetLicenceHistoryResponse:
+        request = pb.GetLicenceHistoryRequest(licence_id=licence_id)
+        reply: pb.GetLicenceHistoryResponse = p.stub.GetLicenceHistory(request, metadata=p.holder)
+        return reply
+
+    # before the job has run: the status is derived from the dates
+    got = p.stub.GetLicence(pb.GetLicenceRequest(licence_id=licence_id), metadata=p.issuer)
+    assert got.licence.status == pb.LICENCE_STATUS_EXPIRED
+    assert got.jws
+    assert history().versions[-1].status == pb.LICENCE_STATUS_EXPIRED
+    refusals = [
+        _fails(
+            p.stub.AmendLicence,
+            pb.AmendLicenceRequest(licence_id=licence_id, changes={"经营项目": "x"}, reason="变更"),
+            metadata=p.issuer,
+        ),
+        _fails(
+            p.stub.SuspendLicence,
+            pb.SuspendLicenceRequest(licence_id=licence_id, reason="整顿"),
+            metadata=p.issuer,
+        ),
+    ]
+    for err in refusals:
+        assert (err.code, err.reason) == (grpc.StatusCode.FAILED_PRECONDITION, "LICENCE_EXPIRED")
+
+    # the job (cron) on the node's database and signing deployment; again: nothing to do
+    runs = [_zhida(node, "licence", "expire", "--batch-size", "50") for _ in range(2)]
+    for run in runs:
+        assert run.returncode == 0, run.stdout + run.stderr
+    assert "expired 1," in runs[0].stdout
+    assert "expired 0," in runs[1].stdout
+    after = history()
+    assert [e.action for e in after.events] == ["issue", "expire"]
+    assert after.events[1].record  # the issuer's signed record of the expiry
+    assert after.versions[-1].status == pb.LICENCE_STATUS_EXPIRED
+    verdict = p.stub.VerifyLicence(pb.VerifyLicenceRequest(jws=got.jws), metadata=p.portal)
+    assert (verdict.valid, verdict.reason) == (False, "EXPIRED")
+
+
+def _zhida(node: NodeHandle, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "zhida.cli.main", *args],
+        env={**node.env, "COLUMNS": "200"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
 def test_a_tampered_document_is_never_served(node: NodeHandle, parties: Parties) -> None:
     p = parties
     issued = p.stub.IssueLicence(
@@ -343,18 +405,44 @@ def test_a_tampered_document_is_never_served(node: NodeHandle, parties: Parties)
         tamper_stored_jws(database, licence_id)  # the JWS is stored with the licence
     finally:
         database.dispose()
+    consent_id = _consent(p, [FOOD_BUSINESS_PERMIT.code])
+    fetch = pb.FetchLicencesRequest(
+        holder_code=RESTAURANT, type_codes=[FOOD_BUSINESS_PERMIT.code], matter_code=MATTER,
+        consent_id=consent_id,
+    )  # fmt: skip
     errors = [
         _fails(p.stub.GetLicence, pb.GetLicenceRequest(licence_id=licence_id), metadata=p.issuer),
         _fails(
             p.stub.VerifyLicence, pb.VerifyLicenceRequest(licence_id=licence_id), metadata=p.portal
         ),
+        _fails(p.stub.FetchLicences, fetch, metadata=p.portal),  # in a batch of fetches
+        _fails(
+            p.stub.FetchLicences,
+            pb.FetchLicencesRequest(
+                holder_code=RESTAURANT,
+                type_codes=[FOOD_BUSINESS_PERMIT.code],
+                matter_code=MATTER,
+                consent_id=consent_id,
+                annotated_pdf=True,
+            ),
+            metadata=p.portal,
+        ),  # on its own, with an annotated copy
     ]
     for err in errors:
         assert (err.code, err.reason) == (grpc.StatusCode.INTERNAL, "BLOB_HASH_MISMATCH")
+    uses = p.stub.ListLicenceUses(pb.ListLicenceUsesRequest(page_size=500), metadata=p.holder)
+    assert licence_id not in {u.licence_id for u in uses.uses}  # nothing was handed out
+    refused = p.audit.SearchEvents(
+        audit_pb.SearchEventsRequest(actions=["licence.fetch"], outcome=audit_pb.OUTCOME_ERROR),
+        metadata=p.auditor,
+    )
+    # one error event per refused call (reads and fetches alike are recorded as licence.fetch)
+    assert [e.reason for e in refused.events] == ["BLOB_HASH_MISMATCH"] * len(errors)
     reported = p.audit.SearchEvents(
         audit_pb.SearchEventsRequest(
             licence_id=issued.licence.licence_id, outcome=audit_pb.OUTCOME_ERROR
         ),
         metadata=p.auditor,
     )
-    assert {e.reason for e in reported.events} == {"BLOB_HASH_MISMATCH"}
+    # every refusal names the licence, fetches included
+    assert [e.reason for e in reported.events] == ["BLOB_HASH_MISMATCH"] * len(errors)

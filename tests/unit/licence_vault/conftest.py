@@ -3,6 +3,8 @@
 The deployment (CAs, department keys, certificates and seals for every
 ``DEMO_ORGS`` department) takes a second or two to make, so it is made once
 and copied into each test's directory; opening a copy takes milliseconds.
+``pdf_vault`` is a vault on the node's signing deployment facade (sealed PDFs),
+made the same way for two departments.
 """
 
 from __future__ import annotations
@@ -14,16 +16,20 @@ from pathlib import Path
 
 import pytest
 
+from licence_vault.deployment_signer import DeploymentPdf, DeploymentSigner, open_deployment
 from licence_vault.signer import KeyStoreSigner, open_dev_signer
 from licence_vault.sql import SqlLicenceStore
 from licence_vault.vault import Actor, Vault
-from tests.unit.licence_vault.support import JIANGAN_SAMR, PORTAL
+from signing.deployment import Deployment
+from tests.unit.licence_vault.support import JIANGAN_SAMR, PORTAL, WUHAN_SAMR
 from zhida.auth.mint import DEMO_ORGS
 from zhida.blobstore import FilesystemBlobStore
+from zhida.config import Config, load_config
 from zhida.db import Database
 from zhida.db.migrate import upgrade
 
 STATUS_BASE = "zhida://test-node/licence/status-lists"
+DEPARTMENTS = {"武汉市江岸区市场监督管理局": JIANGAN_SAMR, "武汉市市场监督管理局": WUHAN_SAMR}
 
 
 @pytest.fixture(scope="session")
@@ -100,4 +106,39 @@ def portal() -> Actor:
     return Actor(PORTAL, "portal-backend", "420106")
 
 
-__all__ = ["DEMO_ORGS", "Clock"]
+def deployment_config(directory: Path) -> Config:
+    return load_config(
+        None,
+        env={"ZHIDA_NODE__DATA_DIR": str(directory), "ZHIDA_NODE__REGION_CODE": "420102"},
+    )
+
+
+@pytest.fixture(scope="session")
+def deployment_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    directory = tmp_path_factory.mktemp("deployment")
+    open_deployment(deployment_config(directory), DEPARTMENTS)
+    return directory
+
+
+@pytest.fixture
+def deployment(deployment_template: Path, tmp_path: Path) -> Deployment:
+    directory = tmp_path / "node"
+    shutil.copytree(deployment_template, directory)
+    return open_deployment(deployment_config(directory), DEPARTMENTS)
+
+
+@pytest.fixture
+def pdf_vault(
+    deployment: Deployment, sqlite_db: Database, blobs: FilesystemBlobStore, clock: Clock
+) -> Vault:
+    return Vault(
+        SqlLicenceStore(sqlite_db),
+        blobs,
+        DeploymentSigner(deployment),
+        pdf=DeploymentPdf(deployment),
+        status_base_uri=STATUS_BASE,
+        clock=clock,
+    )
+
+
+__all__ = ["DEMO_ORGS", "DEPARTMENTS", "Clock", "deployment_config"]

@@ -177,3 +177,25 @@ def test_holder_sees_own_licences_and_uses_newest_first(
     assert [u.licence_id for _c, u in uses] == [fp, bl]
     older = vault.holder_uses(RESTAURANT, before=uses[0][0])
     assert [u.licence_id for _c, u in older] == [bl]
+
+
+def test_fetch_after_the_end_date_returns_the_licence_expired_without_its_document(
+    vault: Vault, issuer: Actor, portal: Actor, clock: Clock
+) -> None:
+    tomorrow = vault.today() + timedelta(days=1)
+    fp = vault.issue(issuer, food_permit(valid_until=tomorrow)).licence.licence_id
+    bl = vault.issue(issuer, business_licence()).licence.licence_id  # 长期
+    clock.advance(days=2)
+    consent = vault.grant_consent(
+        RESTAURANT, portal.organisation, TYPES, MATTER, clock.now + timedelta(days=1)
+    )
+    for _run in ("derived", "stored"):  # before and after the expiry job stores it
+        result = vault.fetch(portal, RESTAURANT, TYPES, MATTER, consent.consent_id)
+        by_id = {i.licence.licence_id: i for i in result.items}
+        assert by_id[fp].status is LicenceStatus.EXPIRED
+        assert (by_id[fp].jws, by_id[fp].pdf) == (None, None)
+        assert by_id[fp].use.status_at_use is LicenceStatus.EXPIRED
+        assert by_id[bl].status is LicenceStatus.VALID
+        assert by_id[bl].jws is not None
+        assert vault.expire_due().failed == 0
+    assert vault.get(fp).status is LicenceStatus.EXPIRED

@@ -2,75 +2,38 @@
 
 from __future__ import annotations
 
-import shutil
-from datetime import timedelta
+import hashlib
+import subprocess
+from datetime import UTC, timedelta
 from pathlib import Path
 
 import pytest
 
-from licence_vault.deployment_signer import DeploymentPdf, DeploymentSigner, open_deployment
+from licence_vault.deployment_signer import open_deployment
 from licence_vault.model import LicenceStatus
 from licence_vault.signer import NO_VALID_SEAL
-from licence_vault.sql import SqlLicenceStore
 from licence_vault.status_list import verify_status_list_token
 from licence_vault.types import BUSINESS_LICENCE, FOOD_BUSINESS_PERMIT
 from licence_vault.vault import Actor, Vault
+from licence_vault.verify import pdf_licence_claims
 from signing.deployment import Deployment
-from tests.unit.licence_vault.conftest import STATUS_BASE, Clock
+from tests.unit.licence_vault.conftest import DEPARTMENTS, Clock, deployment_config
 from tests.unit.licence_vault.support import (
     JIANGAN_SAMR,
     PORTAL,
     RESTAURANT,
-    WUHAN_SAMR,
     business_licence,
     food_permit,
 )
-from zhida.blobstore import FilesystemBlobStore
-from zhida.config import Config, load_config
-from zhida.db import Database
+from zhida.config import load_config
 from zhida.errors import FailedPrecondition
 
-DEPARTMENTS = {"武汉市江岸区市场监督管理局": JIANGAN_SAMR, "武汉市市场监督管理局": WUHAN_SAMR}
 MATTER = "YJS-KBCYD"
 
 
-def _config(directory: Path) -> Config:
-    return load_config(
-        None,
-        env={"ZHIDA_NODE__DATA_DIR": str(directory), "ZHIDA_NODE__REGION_CODE": "420102"},
-    )
-
-
-@pytest.fixture(scope="session")
-def deployment_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    directory = tmp_path_factory.mktemp("deployment")
-    open_deployment(_config(directory), DEPARTMENTS)
-    return directory
-
-
-@pytest.fixture
-def deployment(deployment_template: Path, tmp_path: Path) -> Deployment:
-    directory = tmp_path / "node"
-    shutil.copytree(deployment_template, directory)
-    return open_deployment(_config(directory), DEPARTMENTS)
-
-
-@pytest.fixture
-def pdf_vault(
-    deployment: Deployment, sqlite_db: Database, blobs: FilesystemBlobStore, clock: Clock
-) -> Vault:
-    return Vault(
-        SqlLicenceStore(sqlite_db),
-        blobs,
-        DeploymentSigner(deployment),
-        pdf=DeploymentPdf(deployment),
-        status_base_uri=STATUS_BASE,
-        clock=clock,
-    )
-
-
 def test_a_development_node_gets_a_pki_with_seals_once(deployment_template: Path) -> None:
-    again = open_deployment(_config(deployment_template), DEPARTMENTS)  # opens, makes nothing
+    # opens, makes nothing
+    again = open_deployment(deployment_config(deployment_template), DEPARTMENTS)
     assert {d.uscc for d in again.departments()} == set(DEPARTMENTS.values())
     assert len(again.seals()) == len(DEPARTMENTS)
 
@@ -166,3 +129,58 @@ def _blank_pdf() -> bytes:
     canvas.drawString(100, 700, "not a licence")
     canvas.save()
     return out.getvalue()
+
+
+def test_the_annotated_copy_carries_its_watermark_and_its_use_is_recorded(
+    pdf_vault: Vault, clock: Clock, tmp_path: Path
+) -> None:
+    vault = pdf_vault
+    lic = vault.issue(Actor(JIANGAN_SAMR, "clerk"), food_permit()).licence
+    consent = vault.grant_consent(
+        RESTAURANT, PORTAL, [FOOD_BUSINESS_PERMIT.code], MATTER, clock.now + timedelta(hours=1)
+    )
+    fetched = vault.fetch(Actor(PORTAL, "portal"), RESTAURANT, [FOOD_BUSINESS_PERMIT.code],
+                          MATTER, consent.consent_id, with_pdf=True)  # fmt: skip
+    (item,) = fetched.items
+    assert item.pdf is not None
+    today = clock.now.astimezone(UTC).date().isoformat()
+    watermark = f"仅供开办餐饮店使用 {PORTAL} {today}"  # matter, requester, day
+    assert item.use.watermark == watermark
+    # what a reader of the page sees: the watermark (drawn at 30°, so pdftotext gives the
+    # glyphs line by line: compare without whitespace), the subtitle, the licence
+    copy = _pdf_text(item.pdf, tmp_path / "copy")
+    assert "".join(watermark.split()) in "".join(copy.split())
+    assert "（加注件）" in copy
+    assert lic.licence_id in copy
+    original = vault.read_pdf(lic)
+    assert original is not None
+    assert "仅供" not in _pdf_text(original, tmp_path / "original")
+    # the 加注件 is recorded: who, for what, until when, under which consent, which bytes
+    ((_cursor, use),) = vault.holder_uses(RESTAURANT)
+    assert use == item.use
+    assert (use.licence_id, use.requester_org, use.matter_code, use.matter_name) == (
+        lic.licence_id, PORTAL, MATTER, "开办餐饮店",
+    )  # fmt: skip
+    assert (use.consent_id, use.use_until) == (consent.consent_id, consent.valid_until)
+    assert use.pdf_digest == hashlib.sha256(item.pdf).hexdigest()
+    assert vault.store.find_pdf(use.pdf_digest) == (vault.get(lic.licence_id), use)
+    # and the copy carries the licence's claims under its signature, for offline checks
+    claims = pdf_licence_claims(item.pdf)
+    assert claims is not None
+    assert (claims["证照标识"], claims["status"]) == (lic.licence_id, lic.payload["status"])
+    assert claims["有效期截止日期"] == lic.payload["有效期截止日期"]
+    assert claims["加注"] == watermark
+
+
+def _pdf_text(pdf: bytes, stem: Path) -> str:
+    """The text poppler's pdftotext extracts, in drawing order (``-raw``: the default
+    layout mode scatters the rotated watermark's glyphs among the page's lines)."""
+    path = stem.with_suffix(".pdf")
+    path.write_bytes(pdf)
+    done = subprocess.run(
+        ["pdftotext", "-raw", "-enc", "UTF-8", str(path), "-"],
+        capture_output=True,
+        check=True,
+        timeout=60,
+    )
+    return done.stdout.decode("utf-8")

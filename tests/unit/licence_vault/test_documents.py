@@ -94,8 +94,9 @@ def test_licences_whose_jws_is_in_the_blob_store_still_work(
     # and a tampered blob is still caught
     path = blobs.path_of(f"sha256/{old.jws_digest[:2]}/{old.jws_digest[2:4]}/{old.jws_digest}")
     path.write_bytes(path.read_bytes().replace(b"e", b"f", 1))
-    with pytest.raises(IntegrityError):
+    with pytest.raises(IntegrityError) as err:
         vault.read_jws(old)
+    assert err.value.metadata["licence_id"] == old.licence_id  # for the audit event
 
 
 def test_a_tampered_document_fails_only_its_own_fetch_in_a_batch(
@@ -114,6 +115,7 @@ def test_a_tampered_document_fails_only_its_own_fetch_in_a_batch(
         ]
     )
     assert isinstance(outcomes[0], IntegrityError)
+    assert outcomes[0].metadata["licence_id"] == bl.licence_id  # the refusal names it
     assert not isinstance(outcomes[1], Exception)
     assert isinstance(outcomes[2], PermissionDenied)
     assert outcomes[2].reason == "CONSENT_NOT_FOUND"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -141,3 +142,34 @@ def test_a_file_without_the_required_columns_is_refused(tmp_path: Path) -> None:
     with pytest.raises(InvalidArgument) as err:
         list(CsvImport(path).rows())
     assert err.value.reason == "INVALID_CSV"
+
+
+def test_a_crash_between_report_and_state_repeats_no_report_row(
+    vault: Vault, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "legacy.csv"
+    _write(path, _rows(25))
+    importer = CsvImport(path)
+    save = importer.save_state
+    saves = {"n": 0}
+
+    def crash_on_second(*args: Any) -> None:
+        saves["n"] += 1
+        if saves["n"] == 2:  # batch 2's report rows (row 13) are written, its state is not
+            raise KeyboardInterrupt
+        save(*args)
+
+    monkeypatch.setattr(importer, "save_state", crash_on_second)
+    with pytest.raises(KeyboardInterrupt):
+        importer.run(_sender(vault), batch_size=10)
+    assert _report_rows(importer) == ["4", "8", "13"]
+    monkeypatch.undo()
+
+    summary = CsvImport(path).run(_sender(vault), batch_size=10)  # resumes after batch 1
+    assert (summary.skipped, summary.failed) == (10, 1)
+    assert _report_rows(importer) == ["4", "8", "13"]  # row 13 once, rows 4 and 8 kept
+
+
+def _report_rows(importer: CsvImport) -> list[str]:
+    with importer.report_path.open(encoding="utf-8") as f:
+        return [r["row"] for r in csv.DictReader(f)]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, timedelta
 
 import pytest
 
@@ -12,7 +12,7 @@ from licence_vault.status_list import StatusListCache, verify_status_list_token
 from licence_vault.vault import Actor, Vault
 from licence_vault.verify import LicenceVerifier, status_list_source
 from signing.jws import JwsVerifier
-from tests.unit.licence_vault.conftest import STATUS_BASE
+from tests.unit.licence_vault.conftest import STATUS_BASE, Clock
 from tests.unit.licence_vault.support import JIANGAN_SAMR, WUHAN_SAMR, business_licence, food_permit
 from zhida.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
 
@@ -171,3 +171,72 @@ def test_status_list_signed_by_another_department_is_refused(
     tampered = forged[:-4] + ("AAAA" if not forged.endswith("AAAA") else "BBBB")
     with pytest.raises(VerificationError):
         verify_status_list_token(tampered, signer.chain_verifier(), uri=uri)
+
+
+def _lapsing(vault: Vault, issuer: Actor, clock: Clock, request_id: str) -> str:
+    """A food permit valid until tomorrow (the vault's day); the clock is not moved."""
+    tomorrow = clock.now.astimezone(UTC).date() + timedelta(days=1)
+    return vault.issue(issuer, food_permit(request_id, valid_until=tomorrow)).licence.licence_id
+
+
+def test_expiry_job_stores_expired_with_a_signed_event_and_is_idempotent(
+    vault: Vault, issuer: Actor, signer: KeyStoreSigner, clock: Clock
+) -> None:
+    lapsing = _lapsing(vault, issuer, clock, "fp-lapsing")
+    lasting = vault.issue(issuer, business_licence()).licence.licence_id  # 长期: never expires
+    assert vault.expire_due().due == 0  # nothing has ended yet
+    list_before = vault.status_list_token(JIANGAN_SAMR)
+    clock.advance(days=2)
+    # before the job runs, reads already say expired (derived from the dates)
+    assert vault.get(lapsing).effective_status(vault.today()) is LicenceStatus.EXPIRED
+    progress: list[int] = []
+    report = vault.expire_due(on_progress=lambda r: progress.append(r.expired))
+    assert (report.due, report.expired, report.skipped, report.failed) == (1, 1, 0, 0)
+    assert progress == [1]
+    stored = vault.get(lapsing)
+    assert stored.status is LicenceStatus.EXPIRED
+    assert stored.status_changed_at == clock.now
+    assert vault.get(lasting).status is LicenceStatus.VALID
+    _versions, events = vault.history(lapsing)
+    assert [e.action for e in events] == ["issue", "expire"]
+    verifier = JwsVerifier(signer.trust_bundle(), signer.seal_registry())
+    record = verifier.verify(events[1].record, now=clock.now)
+    change = record.payload["证照变更记录"]
+    assert (change["证照标识"], change["操作"]) == (lapsing, "expire")
+    assert change["操作机构代码"] == JIANGAN_SAMR
+    assert vault.verify_id(lapsing)[1].reason == "EXPIRED"
+    # expiry has no status-list value: the signed list is unchanged (IETF semantics)
+    assert vault.status_list_token(JIANGAN_SAMR) == list_before
+    again = vault.expire_due()
+    assert (again.due, again.expired) == (0, 0)
+    assert [e.action for e in vault.history(lapsing)[1]] == ["issue", "expire"]
+
+
+def test_a_lapsed_licence_can_only_be_revoked(vault: Vault, issuer: Actor, clock: Clock) -> None:
+    stored = _lapsing(vault, issuer, clock, "fp-stored")
+    suspended = _lapsing(vault, issuer, clock, "fp-suspended")
+    vault.suspend(issuer, suspended, "停业整顿")
+    clock.advance(days=2)
+    assert vault.expire_due().expired == 1  # the suspension stays (and in the status list)
+    assert vault.get(suspended).status is LicenceStatus.SUSPENDED
+    today = vault.today()
+    historical = food_permit(
+        "fp-derived", issue_date=today - timedelta(days=30), valid_until=today - timedelta(days=1)
+    )
+    derived = vault.issue(issuer, historical).licence.licence_id  # expired, not yet stored
+    assert vault.get(derived).status is LicenceStatus.VALID
+    for licence_id in (stored, derived):
+        with pytest.raises(FailedPrecondition) as err:
+            vault.amend(issuer, licence_id, changes={"经营项目": "热食类食品制售"}, reason="x")
+        assert err.value.reason == "LICENCE_EXPIRED"
+        assert err.value.metadata["status"] == "expired"
+        with pytest.raises(FailedPrecondition) as err:
+            vault.suspend(issuer, licence_id, "整顿")
+        assert err.value.reason == "LICENCE_EXPIRED"
+    with pytest.raises(FailedPrecondition) as err:
+        vault.resume(issuer, suspended, "整顿完成")
+    assert err.value.reason == "LICENCE_EXPIRED"
+    assert [e.action for e in vault.history(derived)[1]] == ["issue"]  # nothing was stored
+    # 行政许可法 §70(一): the issuer still 注销s a licence that lapsed
+    assert vault.revoke(issuer, stored, "有效期届满未延续").status is LicenceStatus.REVOKED
+    assert vault.revoke(issuer, suspended, "有效期届满").status is LicenceStatus.REVOKED

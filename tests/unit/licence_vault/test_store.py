@@ -13,7 +13,7 @@ from licence_vault.model import LicenceEvent, LicenceStatus
 from licence_vault.sql import SqlLicenceStore
 from licence_vault.store import IssuedItem, RequestIdsTaken
 from licence_vault.types import BUSINESS_LICENCE, FOOD_BUSINESS_PERMIT
-from licence_vault.vault import Actor, Vault
+from licence_vault.vault import Actor, ExpiryReport, Vault
 from tests.unit.licence_vault.conftest import Clock
 from tests.unit.licence_vault.support import JIANGAN_SAMR, RESTAURANT, business_licence, food_permit
 from zhida.db import Database
@@ -120,3 +120,43 @@ def test_status_change_is_compare_and_set(
             at=lic.issued_at,
         )  # fmt: skip
     assert err.value.reason == "STATUS_CHANGED"
+
+
+def test_two_expiry_runs_at_once_expire_each_licence_once(
+    database: Database, make_vault: Callable[[Database], Vault], issuer: Actor
+) -> None:
+    vault = make_vault(database)
+    today = vault.today()
+    lapsed = [
+        vault.issue(
+            issuer,
+            food_permit(
+                f"old-{i}",
+                issue_date=today - timedelta(days=90),
+                valid_until=today - timedelta(days=1),
+            ),
+        ).licence.licence_id
+        for i in range(6)
+    ]
+    current = vault.issue(issuer, food_permit("current")).licence.licence_id
+    assert [lic.licence_id for lic in vault.store.due_to_expire(today, limit=4)] == sorted(lapsed)[
+        :4
+    ]
+    reports: list[ExpiryReport] = []
+
+    def run() -> None:
+        reports.append(vault.expire_due(batch_size=2))
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sum(r.expired for r in reports) == 6
+    assert sum(r.failed for r in reports) == 0
+    for licence_id in lapsed:
+        assert vault.get(licence_id).status is LicenceStatus.EXPIRED
+        assert [e.action for e in vault.history(licence_id)[1]].count("expire") == 1
+    assert vault.get(current).status is LicenceStatus.VALID
+    assert vault.expire_due().due == 0  # idempotent
+    assert vault.store.status_list_state(JIANGAN_SAMR).version == 0  # the list is unchanged
