@@ -9,7 +9,9 @@ signing and verification), ``pdf_layout`` + ``pdf`` (licence PDFs, PAdES
 signatures made inside the key store), ``pdf_check`` + ``verify`` (one
 ``verify_document`` for JWS and PDF), ``bundle`` (the offline verifier
 bundle), ``deployment`` (the node's PKI and seals on disk: the facade the CLI
-and the licence vault use), ``errors`` (VerificationError, KeyStoreError).
+and the licence vault use; ``deployment_ops``, ``deployment_state``), ``sub_ca``
++ ``deployment_ca`` (a child node's CA under the one deployment root, through a
+CSR), ``errors`` (VerificationError, KeyStoreError).
 """
 
 from signing import gm as _gm  # noqa: F401 - registers SM2 when the gm extra is installed

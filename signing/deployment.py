@@ -11,12 +11,18 @@
 
 What it holds (files: :mod:`signing.deployment_state`): a root CA and one
 issuing CA for the node's level (a national node's issuing CA sits at
-province level), their keys and every department's signing key in a
-:class:`signing.keystore.FileKeyStore` under ``keys/pki`` — encrypted with
+province level) — or, on a child node, an issuing CA its parent issued from
+a CSR under the deployment's one root, whose key stays with the root holder
+(:meth:`Deployment.request_ca`, :meth:`Deployment.import_ca`,
+:mod:`signing.deployment_ca`) — their keys and every department's signing
+key in a :class:`signing.keystore.KeyStore`: by default a
+:class:`signing.keystore.FileKeyStore` under ``keys/pki``, encrypted with
 the passphrase from ``ZHIDA_PKI_PASSPHRASE`` or the file named by
 ``ZHIDA_PKI_PASSPHRASE_FILE`` (or ``passphrase_file=``); unencrypted only
 when ``auth.dev_keys`` is true and no passphrase is given, which is logged
-as a warning. Department certificates (newest per USCC signs), seals made by
+as a warning. Another store (``key_store=``) must offer ``certificate_issuer_key``
+(:class:`signing.keystore.CaKeyStore`) for CA work; signing needs only the
+interface. Department certificates (newest per USCC signs), seals made by
 the ``seal-maker`` key, CRLs (re-signed when half their 7-day life is gone)
 and seal revocations.
 
@@ -36,7 +42,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -47,9 +53,10 @@ from cryptography import x509
 
 from signing import deployment_ops as ops
 from signing.bundle import VerifierBundle
+from signing.deployment_ca import CaOps
 from signing.errors import KeyStoreError, KeyStoreReason
 from signing.jws_signer import JwsSigner
-from signing.keystore import FileKeyStore
+from signing.keystore import FileKeyStore, KeyStore
 from signing.pdf import KeyStoreSigner, sign_pdf
 from signing.pdf_layout import LicenceDocument, render_licence_pdf
 from signing.pki import CertificateAuthority, cert_sha256
@@ -58,8 +65,15 @@ from signing.trust import TrustBundle
 from signing.verify import VerificationResult, verify_document
 from zhida.config import Config
 from zhida.errors import FailedPrecondition
+from zhida.regions import Level
 
-__all__ = ["PASSPHRASE_ENV", "PASSPHRASE_FILE_ENV", "DepartmentCert", "Deployment"]
+__all__ = [
+    "PASSPHRASE_ENV",
+    "PASSPHRASE_FILE_ENV",
+    "DepartmentCert",
+    "Deployment",
+    "pki_key_store",
+]
 
 PASSPHRASE_ENV = "ZHIDA_PKI_PASSPHRASE"  # noqa: S105 - a variable name, not a secret
 PASSPHRASE_FILE_ENV = "ZHIDA_PKI_PASSPHRASE_FILE"  # noqa: S105
@@ -83,7 +97,7 @@ class _SigningContext:
 _RECHECK_SECONDS = 1.0
 
 
-class Deployment(ops.DeploymentOps):
+class Deployment(CaOps):
     """The PKI, seals and signing of one node. Build with :meth:`open` or :meth:`init`."""
 
     # -- opening ------------------------------------------------------------------
@@ -95,13 +109,15 @@ class Deployment(ops.DeploymentOps):
         *,
         passphrase_file: str | os.PathLike[str] | None = None,
         env: Mapping[str, str] | None = None,
+        key_store: KeyStore | None = None,
     ) -> Deployment:
         """The deployment under ``config.node.data_dir``; FailedPrecondition if not initialised.
 
         Opening needs no passphrase; the first operation that uses a private
         key does (KeyStoreError WRONG_PASSPHRASE / PASSPHRASE_MISSING).
+        ``key_store`` replaces the default FileKeyStore under ``keys/pki``.
         """
-        deployment = cls(config, _key_store(config, passphrase_file, env))
+        deployment = cls(config, _store(config, key_store, passphrase_file, env))
         deployment.files.load()  # fail early when there is no PKI yet
         return deployment
 
@@ -114,17 +130,66 @@ class Deployment(ops.DeploymentOps):
         ca_name: str | None = None,
         passphrase_file: str | os.PathLike[str] | None = None,
         env: Mapping[str, str] | None = None,
+        key_store: KeyStore | None = None,
         now: datetime | None = None,
     ) -> Deployment:
         """Create the root CA, the issuing CA, the seal maker key and empty CRLs.
 
-        AlreadyExists if the data directory already has a PKI.
+        AlreadyExists if the data directory already has a PKI (or a CA request).
         """
-        deployment = cls(config, _key_store(config, passphrase_file, env))
+        deployment = cls(config, _store(config, key_store, passphrase_file, env))
         deployment._initialise(root_name, ca_name, now)
         return deployment
 
-    def __init__(self, config: Config, key_store: FileKeyStore) -> None:
+    @classmethod
+    def request_ca(
+        cls,
+        config: Config,
+        *,
+        level: Level | None = None,
+        ca_name: str | None = None,
+        passphrase_file: str | os.PathLike[str] | None = None,
+        env: Mapping[str, str] | None = None,
+        key_store: KeyStore | None = None,
+        now: datetime | None = None,
+    ) -> x509.CertificateSigningRequest:
+        """A child node's first step: its CA key (default level: the node's, at least
+        province) and seal maker key, and the CSR for its parent to sign.
+
+        The request waits in ``pki/ca-request.json`` until :meth:`import_ca`.
+        AlreadyExists if the data directory has a PKI or a request already.
+        """
+        deployment = cls(config, _store(config, key_store, passphrase_file, env))
+        return deployment._request_ca(level, ca_name, now)
+
+    @classmethod
+    def import_ca(
+        cls,
+        config: Config,
+        certificates: Sequence[x509.Certificate],
+        *,
+        root: x509.Certificate,
+        intermediates: Sequence[x509.Certificate] = (),
+        crls: Iterable[x509.CertificateRevocationList] = (),
+        passphrase_file: str | os.PathLike[str] | None = None,
+        env: Mapping[str, str] | None = None,
+        key_store: KeyStore | None = None,
+        now: datetime | None = None,
+    ) -> Deployment:
+        """A child node's last step: the CA certificate its parent issued for the CSR
+        (first of ``certificates``; the rest, and ``intermediates``, are the CAs
+        between it and ``root``) becomes its issuing CA.
+
+        Checked first (:func:`signing.sub_ca.check_ca_certificate`): it holds
+        the requested key, it is a CA of the requested level, and it chains to
+        ``root`` (VerificationError CHAIN_INVALID otherwise). Of ``crls``, those
+        of the CAs above are kept (see :meth:`import_crls`).
+        """
+        deployment = cls(config, _store(config, key_store, passphrase_file, env))
+        deployment._import_ca(certificates, root, intermediates, crls, now)
+        return deployment
+
+    def __init__(self, config: Config, key_store: KeyStore) -> None:
         super().__init__(config, key_store)
         self._contexts: dict[str, _SigningContext] = {}
         # what the cached contexts were built from: the files' generation and this
@@ -213,7 +278,9 @@ class Deployment(ops.DeploymentOps):
         that needs the CA keys and so the passphrase)."""
         return TrustBundle(
             roots=(self.root_certificate,),
-            intermediates=(self.ca_certificate,),
+            # child nodes' CAs this node issued too: a verifier with this bundle finds
+            # their paths (their CRLs come from the child nodes)
+            intermediates=(*self.ca_chain, *self.sub_ca_certificates()),
             crls=self.crls(refresh=refresh_crls),
         )
 
@@ -276,7 +343,7 @@ class Deployment(ops.DeploymentOps):
     def _build_context(self, dept_uscc: str, at: datetime) -> _SigningContext:
         department = self.department(dept_uscc, at=at)
         seal = self.seal_for(dept_uscc, at=at)
-        chain = (department.certificate, self.ca_certificate)
+        chain = (department.certificate, *self.ca_chain)
         jws_signer = JwsSigner(self.key_store, department.key_id, chain, seal.seal_id)
         pdf_signer = KeyStoreSigner(self.key_store, department.key_id, chain)
         cert = department.certificate
@@ -291,11 +358,27 @@ class Deployment(ops.DeploymentOps):
         return self._ca("ca")
 
 
-def _key_store(
+def _store(
     config: Config,
+    key_store: KeyStore | None,
     passphrase_file: str | os.PathLike[str] | None,
     env: Mapping[str, str] | None,
+) -> KeyStore:
+    if key_store is not None:
+        return key_store
+    return pki_key_store(config, passphrase_file=passphrase_file, env=env)
+
+
+def pki_key_store(
+    config: Config,
+    *,
+    passphrase_file: str | os.PathLike[str] | None = None,
+    env: Mapping[str, str] | None = None,
 ) -> FileKeyStore:
+    """The default key store: ``keys/pki`` under the data directory, encrypted with the
+    passphrase from ``passphrase_file``, ``$ZHIDA_PKI_PASSPHRASE_FILE`` or
+    ``$ZHIDA_PKI_PASSPHRASE``; unencrypted only with ``auth.dev_keys`` (its
+    ``encrypts`` is then False), else KeyStoreError PASSPHRASE_MISSING."""
     env = os.environ if env is None else env
     directory = config.node.data_dir / "keys" / "pki"
     dev = config.auth.dev_keys

@@ -6,6 +6,16 @@ certificates, keeping the CRLs current, making and revoking seals. State is
 in files (:mod:`signing.deployment_state`); every change happens under the
 deployment's lock.
 
+Keys go through the :class:`signing.keystore.KeyStore` interface. CA work
+(certificates, CRLs) needs the store's optional ``certificate_issuer_key``
+capability (:class:`signing.keystore.CaKeyStore`); a store without it
+refuses those operations with KeyStoreError CA_SIGNING_UNSUPPORTED. A child
+node's CA, issued by its parent from a CSR, is :mod:`signing.deployment_ca`.
+
+Re-issuing a department's certificate rotates its key: the department's
+previous keys are retired (they sign no more; signatures made with them,
+and their certificates, stay verifiable).
+
 Example::
 
     deployment = Deployment.init(config)
@@ -23,7 +33,10 @@ from datetime import UTC, datetime, timedelta
 from typing import cast
 
 from cryptography import x509
-from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
+from cryptography.hazmat.primitives.asymmetric.types import (
+    CertificateIssuerPrivateKeyTypes,
+    PublicKeyTypes,
+)
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from signing.deployment_state import (
@@ -33,7 +46,7 @@ from signing.deployment_state import (
     PkiState,
     RevocationRecord,
 )
-from signing.keystore import FileKeyStore, KeyInfo
+from signing.keystore import FileKeyStore, KeyInfo, KeyStore, ca_signing_key
 from signing.pki import (
     CRL_VALIDITY,
     DEPARTMENT_VALIDITY,
@@ -82,6 +95,20 @@ def _cert(pem: str) -> x509.Certificate:
     return x509.load_pem_x509_certificate(pem.encode())
 
 
+def ca_key_id(level: Level) -> str:
+    """The key id of a node's issuing CA at ``level``."""
+    return f"pki-ca-{level.name.lower()}"
+
+
+def default_ca_name(config: Config) -> str:
+    return f"zhida 签发CA {config.node.name} {config.node.region_code}"
+
+
+def _own_issuers(state: PkiState) -> tuple[str, ...]:
+    """The CAs whose CRLs this node signs: not the root on a child node."""
+    return ("root", "ca") if state.root.key_id else ("ca",)
+
+
 def parse_reason(reason: str | x509.ReasonFlags) -> x509.ReasonFlags:
     """``keyCompromise``, ``superseded``, … (RFC 5280 names) as ReasonFlags."""
     if isinstance(reason, x509.ReasonFlags):
@@ -99,50 +126,72 @@ def parse_reason(reason: str | x509.ReasonFlags) -> x509.ReasonFlags:
 class DeploymentOps:
     """Management operations; see :class:`signing.deployment.Deployment`."""
 
-    def __init__(self, config: Config, key_store: FileKeyStore) -> None:
+    def __init__(self, config: Config, key_store: KeyStore) -> None:
         self.config = config
         self.key_store = key_store
         self.files = PkiFiles(config.node.data_dir)
 
+    @property
+    def writes_clear_keys(self) -> bool:
+        """True when new keys land unencrypted on disk (a dev-mode FileKeyStore)."""
+        return isinstance(self.key_store, FileKeyStore) and not self.key_store.encrypts
+
     def _generate(self, key_id: str, algorithm: str = "ES256") -> KeyInfo:
-        if not self.key_store.encrypts:
+        if self.writes_clear_keys:
             _log.warning(
                 "writing PKI key %s UNENCRYPTED in %s: auth.dev_keys is true and neither "
                 "ZHIDA_PKI_PASSPHRASE nor ZHIDA_PKI_PASSPHRASE_FILE is set (development only)",
                 key_id,
-                self.key_store.directory,
+                self.files.keys_dir,
             )
         return self.key_store.generate(key_id, algorithm)
+
+    def _generate_new(self, *key_ids: str) -> None:
+        """Generate each key; AlreadyExists (PKI_EXISTS) before making any if one exists."""
+        existing = {k.key_id for k in self.key_store.list()}
+        for key_id in key_ids:
+            if key_id in existing:
+                raise AlreadyExists(
+                    f"key {key_id!r} already exists in {self.files.keys_dir}",
+                    reason="PKI_EXISTS",
+                )
+        for key_id in key_ids:
+            self._generate(key_id)
+
+    def _issuer_key(self, key_id: str) -> CertificateIssuerPrivateKeyTypes:
+        return ca_signing_key(self.key_store, key_id)
+
+    def _refuse_existing(self) -> None:
+        """AlreadyExists (PKI_EXISTS) if this data directory has a PKI or a pending CA request."""
+        if self.files.exists():
+            raise AlreadyExists(f"a PKI already exists in {self.files.dir}", reason="PKI_EXISTS")
+        if self.files.request_path.exists():
+            raise AlreadyExists(
+                f"a CA request is pending in {self.files.request_path}: import its certificate "
+                "with 'zhida pki import-ca'",
+                reason="PKI_EXISTS",
+            )
 
     # -- CAs ------------------------------------------------------------------------------
 
     def _initialise(self, root_name: str | None, ca_name: str | None, now: datetime | None) -> None:
         node = self.config.node
         with self.files.locked():
-            if self.files.exists():
-                raise AlreadyExists(
-                    f"a PKI already exists in {self.files.dir}", reason="PKI_EXISTS"
-                )
+            self._refuse_existing()
             # a national node's issuing CA sits one level down: a CA must be below its parent
             level = max(node.level, Level.PROVINCE)
-            ca_key = f"pki-ca-{level.name.lower()}"
-            for key_id in (ROOT_KEY, ca_key, SEAL_MAKER_KEY):
-                if any(k.key_id == key_id for k in self.key_store.list()):
-                    raise AlreadyExists(
-                        f"key {key_id!r} already exists in {self.key_store.directory}",
-                        reason="PKI_EXISTS",
-                    )
-                self._generate(key_id)
+            ca_key = ca_key_id(level)
+            self._generate_new(ROOT_KEY, ca_key, SEAL_MAKER_KEY)
             root = create_root_ca(
                 root_name or f"zhida 部署根CA {node.name}",
-                key=self.key_store.certificate_issuer_key(ROOT_KEY),
+                key=self._issuer_key(ROOT_KEY),
                 now=now,
             )
             ca = create_intermediate_ca(
                 root,
-                ca_name or f"zhida 签发CA {node.name} {node.region_code}",
+                ca_name or default_ca_name(self.config),
                 level,
-                key=self.key_store.certificate_issuer_key(ca_key),
+                key=self._issuer_key(ca_key),
                 now=now,
             )
             state = PkiState(
@@ -156,10 +205,14 @@ class DeploymentOps:
     def _ca(self, which: str) -> CertificateAuthority:
         record = getattr(self.files.load(), which)
         assert isinstance(record, CaRecord)
+        if not record.key_id:
+            raise FailedPrecondition(
+                "this node does not hold the deployment root's key (its CA was issued by its "
+                "parent): do this on the root holder",
+                reason="ROOT_NOT_HELD",
+            )
         return CertificateAuthority(
-            _cert(record.cert_pem),
-            self.key_store.certificate_issuer_key(record.key_id),
-            Level[record.level],
+            _cert(record.cert_pem), self._issuer_key(record.key_id), Level[record.level]
         )
 
     @property
@@ -169,6 +222,17 @@ class DeploymentOps:
     @property
     def ca_certificate(self) -> x509.Certificate:
         return _cert(self.files.load().ca.cert_pem)
+
+    @property
+    def ca_chain(self) -> tuple[x509.Certificate, ...]:
+        """The issuing CA and the CAs above it, up to but without the root."""
+        state = self.files.load()
+        return tuple(_cert(pem) for pem in (state.ca.cert_pem, *state.chain))
+
+    @property
+    def holds_root(self) -> bool:
+        """False on a child node, whose CA its parent issued from a CSR."""
+        return bool(self.files.load().root.key_id)
 
     # -- departments ---------------------------------------------------------------------
 
@@ -213,7 +277,13 @@ class DeploymentOps:
         validity: timedelta = DEPARTMENT_VALIDITY,
         now: datetime | None = None,
     ) -> DepartmentCert:
-        """Generate a key in the store and issue its certificate from the issuing CA."""
+        """Generate a key in the store and issue its certificate from the issuing CA.
+
+        The department's earlier keys are retired (a rotation): its newest
+        certificate is the one that signs, so an older key has nothing left to
+        do. Their certificates stay valid for verifiers (revoke one with
+        :meth:`revoke` if its key was compromised).
+        """
         uscc = validate_uscc(uscc)
         when = now or datetime.now(UTC)
         with self.files.locked():
@@ -228,10 +298,20 @@ class DeploymentOps:
             info = self._generate(key_id, algorithm)
             cert = issue_department_cert(ca, name, uscc, info.public_key, validity, not_before=now)
             record = DepartmentRecord(name, uscc, key_id, _pem(cert), when.isoformat())
+            earlier = [d.key_id for d in state.departments if d.uscc == uscc]
             state.departments.append(record)
             self.files.save(state)
+            for old in earlier:  # after the save: a failure leaves a usable new certificate
+                self._retire(old)
         identity = department_identity(cert)
         return DepartmentCert(identity.name, identity.uscc, key_id, cert, when)
+
+    def _retire(self, key_id: str) -> None:
+        try:
+            if self.key_store.info(key_id).retired is None:
+                self.key_store.retire(key_id)
+        except NotFound:  # the key is gone already: nothing left that could sign
+            _log.warning("department key %s is not in the key store; nothing to retire", key_id)
 
     # -- revocation -----------------------------------------------------------------------
 
@@ -242,54 +322,76 @@ class DeploymentOps:
         *,
         now: datetime | None = None,
     ) -> x509.CertificateRevocationList:
-        """Revoke a department certificate (or the issuing CA) by serial; the new CRL."""
+        """Revoke a department certificate, a child node's CA this node issued, or the
+        issuing CA (only where the root key is held) by serial; the new CRL."""
         flag = parse_reason(reason)
         when = (now or datetime.now(UTC)).replace(microsecond=0)
         with self.files.locked():
             state = self.files.load()
             if any(int(r.serial, 16) == serial for r in state.revoked):
                 raise AlreadyExists(f"serial {serial:x} is already revoked", reason="REVOKED")
+            sub_ca = next(
+                (r for r in state.sub_cas if _cert(r.cert_pem).serial_number == serial), None
+            )
             if any(_cert(d.cert_pem).serial_number == serial for d in state.departments):
                 issuer = "ca"
+            elif sub_ca is not None:
+                issuer = sub_ca.issuer
             elif _cert(state.ca.cert_pem).serial_number == serial:
                 issuer = "root"
             else:
                 raise NotFound(f"no certificate with serial {serial:x}", reason="UNKNOWN_SERIAL")
+            if issuer == "root" and not state.root.key_id:
+                raise FailedPrecondition(
+                    f"serial {serial:x} is this node's CA, issued by its parent: revoke it "
+                    "there ('zhida pki revoke' on the parent)",
+                    reason="ROOT_NOT_HELD",
+                )
             state.revoked.append(
                 RevocationRecord(f"{serial:x}", issuer, when.isoformat(), flag.value)
             )
             self.files.save(state)
             crls = self._write_crls(state, now)
-        return crls[0] if issuer == "root" else crls[1]
+        return crls[issuer]
 
     def crls(self, *, refresh: bool = True) -> tuple[x509.CertificateRevocationList, ...]:
-        """(root CRL, issuing-CA CRL), re-signed first when half their life is gone.
+        """This node's CRLs (root — where its key is held — and issuing CA), re-signed
+        first when half their life is gone, then the imported CRLs of the CAs above
+        a child node's CA (:mod:`signing.deployment_ca`; refreshed by importing).
 
         ``refresh=False`` returns the stored CRLs as they are (no key needed).
         """
         now = datetime.now(UTC)
+        own = _own_issuers(self.files.load())
         try:
             current = tuple(
-                x509.load_pem_x509_crl(self.files.crl_path(w).read_bytes()) for w in ("root", "ca")
+                x509.load_pem_x509_crl(self.files.crl_path(w).read_bytes()) for w in own
             )
         except (FileNotFoundError, ValueError):
             current = ()
-        if len(current) == 2 and all(
+        fresh = len(current) == len(own) and all(
             c.next_update_utc is not None and c.next_update_utc - now > CRL_VALIDITY / 2
             for c in current
-        ):
-            return current
-        if not refresh and len(current) == 2:
-            return current
-        with self.files.locked():
-            return self._write_crls(self.files.load(), None)
+        )
+        if not fresh and (refresh or len(current) != len(own)):
+            with self.files.locked():
+                current = tuple(self._write_crls(self.files.load(), None).values())
+        return current + self._upstream_crls()
+
+    def _upstream_crls(self) -> tuple[x509.CertificateRevocationList, ...]:
+        directory = self.files.upstream_crls_dir
+        if not directory.is_dir():
+            return ()
+        return tuple(
+            x509.load_pem_x509_crl(p.read_bytes()) for p in sorted(directory.glob("*.pem"))
+        )
 
     def _write_crls(
         self, state: PkiState, now: datetime | None
-    ) -> tuple[x509.CertificateRevocationList, ...]:
-        out = []
+    ) -> dict[str, x509.CertificateRevocationList]:
+        out = {}
         number = int((now or datetime.now(UTC)).timestamp() * 1000)  # later CRLs sort later
-        for which in ("root", "ca"):
+        for which in _own_issuers(state):
             entries = [
                 RevokedCertificate(
                     int(r.serial, 16),
@@ -301,8 +403,8 @@ class DeploymentOps:
             ]
             crl = create_crl(self._ca(which), entries, crl_number=number, now=now)
             atomic_write(self.files.crl_path(which), crl.public_bytes(Encoding.PEM), mode=0o644)
-            out.append(crl)
-        return tuple(out)
+            out[which] = crl
+        return out
 
     # -- seals ----------------------------------------------------------------------------
 

@@ -4,8 +4,12 @@ Layout under the node's data directory::
 
     keys/pki/                  FileKeyStore: pki-root, pki-ca-<level>, seal-maker, dept-*
     pki/state.json             CA certificates, department certificates, revocations
-    pki/crl-root.pem           the root's latest CRL (lists revoked intermediates)
+    pki/crl-root.pem           the root's latest CRL (lists revoked intermediates); only
+                               where the root key is held
     pki/crl-ca.pem             the issuing CA's latest CRL (lists department certificates)
+    pki/ca-request.json        a child node's CA key id, level and CSR, until its parent's
+                               certificate is imported (``zhida pki init --csr``)
+    pki/crls-upstream/*.pem    a child node's copies of the CRLs of the CAs above its own
     pki/seals/<seal id>.json   one GB/T 38540-style seal each (signed by the seal maker)
     pki/seal-revocations.json  revoked seals
     pki/.lock                  flock(2) held while any of these change
@@ -43,11 +47,13 @@ from zhida.files import atomic_write
 
 __all__ = [
     "CaRecord",
+    "CaRequestRecord",
     "ChangeCount",
     "DepartmentRecord",
     "PkiFiles",
     "PkiState",
     "RevocationRecord",
+    "SubCaRecord",
 ]
 
 STATE_VERSION = 1
@@ -55,9 +61,36 @@ STATE_VERSION = 1
 
 @dataclass(slots=True)
 class CaRecord:
-    key_id: str
+    key_id: str  # "" for a root whose key this node does not hold (a child node)
     cert_pem: str
     level: str
+
+
+@dataclass(slots=True)
+class SubCaRecord:
+    """A child node's CA certificate this deployment issued from a CSR."""
+
+    cert_pem: str
+    level: str
+    issuer: str  # "root" or "ca": whose CRL lists it once revoked
+    issued: str  # ISO 8601
+
+
+@dataclass(slots=True)
+class CaRequestRecord:
+    """A child node's pending CA: its key, level and CSR, until the certificate comes back."""
+
+    key_id: str
+    level: str
+    csr_pem: str
+    created: str  # ISO 8601
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, ensure_ascii=False) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str) -> CaRequestRecord:
+        return cls(**json.loads(text))
 
 
 @dataclass(slots=True)
@@ -84,6 +117,10 @@ class PkiState:
     seal_maker_key_id: str
     departments: list[DepartmentRecord] = field(default_factory=list)
     revoked: list[RevocationRecord] = field(default_factory=list)
+    # CA certificates between ``ca`` and ``root``, nearest first (a child node's CA
+    # issued by a CA below the root); empty when the root issued ``ca``
+    chain: list[str] = field(default_factory=list)
+    sub_cas: list[SubCaRecord] = field(default_factory=list)
 
     def to_json(self) -> str:
         doc = {"version": STATE_VERSION, **asdict(self)}
@@ -100,6 +137,9 @@ class PkiState:
             seal_maker_key_id=doc["seal_maker_key_id"],
             departments=[DepartmentRecord(**d) for d in doc["departments"]],
             revoked=[RevocationRecord(**r) for r in doc["revoked"]],
+            # absent from files written before child nodes existed
+            chain=list(doc.get("chain", [])),
+            sub_cas=[SubCaRecord(**r) for r in doc.get("sub_cas", [])],
         )
 
 
@@ -129,6 +169,8 @@ class PkiFiles:
         self.state_path = self.dir / "state.json"
         self.seals_dir = self.dir / "seals"
         self.seal_revocations_path = self.dir / "seal-revocations.json"
+        self.request_path = self.dir / "ca-request.json"
+        self.upstream_crls_dir = self.dir / "crls-upstream"
         self._thread_lock = threading.RLock()
 
     def crl_path(self, which: str) -> Path:
@@ -159,6 +201,12 @@ class PkiFiles:
         try:
             return PkiState.from_json(self.state_path.read_text(encoding="utf-8"))
         except FileNotFoundError:
+            if self.request_path.exists():
+                raise FailedPrecondition(
+                    f"the PKI in {self.dir} waits for its CA certificate: run 'zhida pki "
+                    "import-ca' with the certificate the parent issued for the CSR",
+                    reason="CA_NOT_IMPORTED",
+                ) from None
             raise FailedPrecondition(
                 f"no PKI in {self.dir}: run 'zhida pki init' first", reason="PKI_NOT_INITIALISED"
             ) from None
@@ -173,7 +221,13 @@ class PkiFiles:
     def generation(self) -> tuple[int, ...]:
         """Modification times of everything a signer caches; changes on every write."""
         stamps = []
-        for path in (self.state_path, self.seals_dir, self.seal_revocations_path):
+        paths = (
+            self.state_path,
+            self.seals_dir,
+            self.seal_revocations_path,
+            self.upstream_crls_dir,
+        )
+        for path in paths:
             try:
                 stamps.append(path.stat().st_mtime_ns)
             except FileNotFoundError:

@@ -87,6 +87,7 @@ class KeyStoreReason(enum.StrEnum):
     UNENCRYPTED_KEY = "UNENCRYPTED_KEY"
     KEY_CORRUPT = "KEY_CORRUPT"
     KEY_RETIRED = "KEY_RETIRED"
+    CA_SIGNING_UNSUPPORTED = "CA_SIGNING_UNSUPPORTED"
 
 
 class KeyStoreError(SigningError):

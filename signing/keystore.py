@@ -7,6 +7,17 @@ touching them. Rotation: :meth:`KeyStore.rotate` makes a new key id with the
 same algorithm and retires the old one — it can no longer sign, but its public
 key stays listed so signatures made with it still verify.
 
+CA work is the one exception: cryptography's X.509 builders
+(``CertificateBuilder.sign``, ``CertificateRevocationListBuilder.sign``, CSRs)
+take a private key *object*. That is the optional :class:`CaKeyStore`
+capability (``certificate_issuer_key``), which :class:`FileKeyStore` offers
+for ``pki-*`` keys only; :func:`ca_signing_key` asks for it. An HSM or KMS
+backend implements it by returning a cryptography-compatible key object — a
+subclass of ``ec.EllipticCurvePrivateKey`` (or ``ed25519.Ed25519PrivateKey``)
+whose ``sign()`` calls the device, which the builders accept — or leaves it
+out and does CA work by its own means (an offline CA that signs zhida's CSRs);
+a store without it still signs documents.
+
 :class:`FileKeyStore` keeps one PKCS#8 PEM per key, encrypted with
 ``BestAvailableEncryption`` under a passphrase read from an environment
 variable or a file, plus a small JSON metadata file. Unencrypted keys exist
@@ -39,7 +50,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import cast
+from typing import Protocol, cast, runtime_checkable
 
 from cryptography.hazmat.primitives.asymmetric.types import (
     CertificateIssuerPrivateKeyTypes,
@@ -52,7 +63,15 @@ from signing.errors import KeyStoreError, KeyStoreReason
 from zhida.errors import AlreadyExists, InvalidArgument, NotFound
 from zhida.files import atomic_write
 
-__all__ = ["FileKeyStore", "KeyHandle", "KeyInfo", "KeyStore", "validate_key_id"]
+__all__ = [
+    "CaKeyStore",
+    "FileKeyStore",
+    "KeyHandle",
+    "KeyInfo",
+    "KeyStore",
+    "ca_signing_key",
+    "validate_key_id",
+]
 
 _KEY_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 
@@ -142,6 +161,26 @@ class KeyStore(abc.ABC):
         new = self.generate(new_key_id, old.algorithm)
         self.retire(key_id)
         return new
+
+
+@runtime_checkable
+class CaKeyStore(Protocol):
+    """Optional capability of a key store: CA keys as objects cryptography's builders take."""
+
+    def certificate_issuer_key(self, key_id: str) -> CertificateIssuerPrivateKeyTypes:
+        """The CA key ``key_id`` as a private key object (see the module docstring)."""
+        ...
+
+
+def ca_signing_key(store: KeyStore, key_id: str) -> CertificateIssuerPrivateKeyTypes:
+    """``store``'s CA key ``key_id`` for X.509 builders; KeyStoreError if it cannot do CA work."""
+    if not isinstance(store, CaKeyStore):
+        raise KeyStoreError(
+            KeyStoreReason.CA_SIGNING_UNSUPPORTED,
+            f"the key store {type(store).__name__} cannot sign certificates or CRLs "
+            "(no certificate_issuer_key): do CA work with a store that can",
+        )
+    return store.certificate_issuer_key(key_id)
 
 
 class _SoftwareKey(KeyHandle):
@@ -260,9 +299,9 @@ class FileKeyStore(KeyStore):
 
         The one exception to "keys never leave the store", and only for this
         software store: ``CertificateBuilder.sign`` and
-        ``CertificateRevocationListBuilder.sign`` need the key object. Only
-        CA keys (``pki.*``) are handed out; an HSM backend would sign the TBS
-        bytes itself instead. Document-signing keys stay inside.
+        ``CertificateRevocationListBuilder.sign`` need the key object (the
+        :class:`CaKeyStore` capability). Only CA keys (``pki-*``) are handed
+        out; document-signing keys stay inside.
         """
         if not key_id.startswith("pki-"):
             raise InvalidArgument(

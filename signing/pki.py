@@ -57,6 +57,7 @@ __all__ = [
     "create_root_ca",
     "department_identity",
     "issue_department_cert",
+    "issue_intermediate_ca",
     "validate_uscc",
 ]
 
@@ -145,8 +146,27 @@ def create_intermediate_ca(
     validity: timedelta = CA_VALIDITY,
     now: datetime | None = None,
 ) -> CertificateAuthority:
-    """A CA for ``level`` below ``parent``; its path length is ``COUNTY - level``.
+    """A CA for ``level`` below ``parent``, with a new key unless ``key`` is given.
 
+    See :func:`issue_intermediate_ca` for the rules.
+    """
+    key = key or ES256.generate_private_key()
+    cert = issue_intermediate_ca(parent, name, level, key.public_key(), validity=validity, now=now)
+    return CertificateAuthority(cert, key, level)
+
+
+def issue_intermediate_ca(
+    parent: CertificateAuthority,
+    name: str,
+    level: Level,
+    public_key: CertificatePublicKeyTypes,
+    *,
+    validity: timedelta = CA_VALIDITY,
+    now: datetime | None = None,
+) -> x509.Certificate:
+    """The certificate of a CA for ``level`` (holding ``public_key``) below ``parent``.
+
+    Its path length is ``COUNTY - level``; KeyUsage keyCertSign + cRLSign.
     Raises FailedPrecondition when ``parent`` may not have CAs below it and
     InvalidArgument when ``level`` is not below the parent's level.
     """
@@ -160,17 +180,16 @@ def create_intermediate_ca(
             f"a {level.name} CA cannot be issued by a {parent.level.name} CA",
             reason="CA_LEVEL_NOT_BELOW_PARENT",
         )
-    key = key or ES256.generate_private_key()
+    algorithm_for_key(public_key)  # refuse key types the verifier would not accept
     start, end = _window(parent, now, validity)
     builder = _ca_builder(
         _ca_name(name),
         parent.certificate.subject,
-        key.public_key(),
+        public_key,
         parent.private_key.public_key(),
         level,
     )
-    cert = _sign(builder.not_valid_before(start).not_valid_after(end), parent.private_key)
-    return CertificateAuthority(cert, key, level)
+    return _sign(builder.not_valid_before(start).not_valid_after(end), parent.private_key)
 
 
 def issue_department_cert(

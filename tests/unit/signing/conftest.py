@@ -98,6 +98,33 @@ def make_seal(
     )
 
 
+@dataclass
+class EndedSigner:
+    """A department key whose certificate was valid for one day, ending two days ago,
+    under a seal that is still valid: only the certificate's end can refuse it."""
+
+    store: FileKeyStore
+    key_id: str
+    certificate: x509.Certificate
+    seal: Seal
+    registry: SealRegistry
+
+    def chain(self, world: World) -> list[x509.Certificate]:
+        return [self.certificate, world.city.certificate, world.province.certificate]
+
+
+def ended_signer(world: World, directory: Path) -> EndedSigner:
+    store = FileKeyStore(directory, dev_mode=True)
+    key = store.generate("scj-ended", "ES256")
+    start = world.now - timedelta(days=3)
+    cert = issue(
+        world.city, SCJ_NAME, SCJ_USCC, key.public_key, timedelta(days=1), not_before=start
+    )
+    seal = make_seal(world.store, cert, SCJ_NAME, SCJ_USCC, world.now, valid_from=start)
+    registry = SealRegistry([world.store.public_key("seal-maker")], seals=[seal])
+    return EndedSigner(store, "scj-ended", cert, seal, registry)
+
+
 def build_world(directory: Path) -> World:
     now = datetime.now(UTC).replace(microsecond=0)
     root = create_root_ca("国家政务服务平台根CA", now=now - timedelta(days=30))

@@ -12,6 +12,7 @@ import pytest
 from signing.bundle import VerifierBundle
 from signing.deployment import Deployment
 from signing.errors import Failure, KeyStoreError
+from signing.jws import sign_jws
 from signing.pdf_layout import LicenceDocument
 from signing.trust import TrustBundle
 from signing.verify import verify_document
@@ -106,6 +107,8 @@ def test_revoked_seal_refuses_its_signatures(tmp_path: Path) -> None:
 def test_rotation_needs_a_new_seal_and_keeps_old_licences_valid(tmp_path: Path) -> None:
     deployment = make_deployment(tmp_path)
     old_token = deployment.sign_licence_jws(DEPT_USCC, {"a": 1})
+    old = deployment.department(DEPT_USCC)
+    old_seal = deployment.seal_for(DEPT_USCC)
     deployment.issue_department_cert(DEPT_NAME, DEPT_USCC)  # the newest certificate signs
     other = Deployment.open(deployment.config, env={})
     with pytest.raises(FailedPrecondition):
@@ -114,6 +117,17 @@ def test_rotation_needs_a_new_seal_and_keeps_old_licences_valid(tmp_path: Path) 
     new_token = other.sign_licence_jws(DEPT_USCC, {"a": 2})
     assert deployment.verify(old_token.encode()).valid
     assert deployment.verify(new_token.encode()).valid
+
+    # the re-issue retired the old key: it signs nothing more, in this process or another
+    assert other.key_store.info(old.key_id).retired is not None
+    for store in (deployment.key_store, Deployment.open(deployment.config, env={}).key_store):
+        with pytest.raises(KeyStoreError) as retired:
+            sign_jws({"a": 3}, store, old.key_id, [old.certificate], old_seal.seal_id)
+        assert retired.value.reason == "KEY_RETIRED"
+    # its public key stays listed, the new key is active
+    keys = {k.key_id: k for k in deployment.key_store.list()}
+    assert keys[old.key_id].public_key == old.certificate.public_key()
+    assert keys[deployment.department(DEPT_USCC).key_id].retired is None
 
 
 def test_exported_bundle_verifies_offline(deployment: Deployment, tmp_path: Path) -> None:
@@ -178,6 +192,55 @@ def test_cli_pki_seal_and_offline_verify(
     capsys.readouterr()
     assert main(["verify", str(token), "--trust", str(trust)]) == 1
     assert capsys.readouterr().out.startswith("invalid: CERT_REVOKED: ")
+
+
+def test_cli_seal_revocation_reaches_the_library_verifier_through_the_bundle(
+    cli_env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["pki", "init"]) == 0
+    assert main(["pki", "issue-dept-cert", "--name", DEPT_NAME, "--uscc", DEPT_USCC]) == 0
+    assert main(["seal", "create", "--dept-uscc", DEPT_USCC, "--valid-days", "30"]) == 0
+    deployment = Deployment.open(deployment_config(cli_env / "data"))
+    token = deployment.sign_licence_jws(DEPT_USCC, {"证照编号": "R-1"}).encode()
+    seal_id = deployment.seal_for(DEPT_USCC).seal_id
+    trust = cli_env / "trust.json"
+    assert main(["pki", "export-trust", str(trust)]) == 0
+    before = VerifierBundle.from_json(trust.read_text(encoding="utf-8"))
+    assert verify_document(token, before.trust, before.registry()).valid
+
+    assert main(["seal", "revoke", seal_id, "--reason", "印章遗失"]) == 0
+    assert main(["pki", "export-trust", str(trust)]) == 0
+    after = VerifierBundle.from_json(trust.read_text(encoding="utf-8"))
+    result = verify_document(token, after.trust, after.registry())
+    assert not result.valid
+    assert result.reason == "SEAL_REVOKED"
+    assert seal_id in result.message
+    capsys.readouterr()
+    assert main(["seal", "revoke", seal_id, "--reason", "again"]) == 2  # once only
+    assert "already revoked" in capsys.readouterr().err
+
+
+def test_cli_clear_dev_keys_get_a_banner_and_help_shows_the_real_way(
+    cli_env: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with pytest.raises(SystemExit):
+        main(["pki", "init", "--help"])
+    helptext = capsys.readouterr().out
+    for needed in ("ZHIDA_PKI_PASSPHRASE_FILE", "ZHIDA_AUTH__DEV_KEYS=false", "--passphrase-file"):
+        assert needed in helptext
+    assert main(["pki", "init"]) == 0  # a passphrase is set: no banner
+    assert "UNENCRYPTED" not in capsys.readouterr().err
+    monkeypatch.delenv("ZHIDA_PKI_PASSPHRASE")
+    monkeypatch.setenv("ZHIDA_NODE__DATA_DIR", str(cli_env / "dev"))
+    assert main(["pki", "init"]) == 0  # auth.dev_keys defaults to true
+    err = capsys.readouterr().err
+    assert "PRIVATE KEYS WERE WRITTEN UNENCRYPTED" in err
+    assert "ZHIDA_AUTH__DEV_KEYS=false" in err
+    monkeypatch.setenv("ZHIDA_AUTH__DEV_KEYS", "false")
+    monkeypatch.setenv("ZHIDA_NODE__DATA_DIR", str(cli_env / "prod"))
+    assert main(["pki", "init"]) == 2  # no passphrase, no dev keys: refused
+    assert "passphrase" in capsys.readouterr().err
+    assert not list((cli_env / "prod").glob("keys/pki/*.key.pem"))
 
 
 def test_cli_wrong_passphrase_is_one_clear_line(

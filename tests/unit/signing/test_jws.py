@@ -10,6 +10,7 @@ from typing import Any
 
 import jwt
 import pytest
+from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.hazmat.primitives.serialization import Encoding
 
@@ -19,7 +20,14 @@ from signing.jws import TYP, JwsVerifier, sign_jws, verify_jws
 from signing.keystore import FileKeyStore
 from signing.pki import issue_department_cert
 from signing.seal import SealRegistry
-from tests.unit.signing.conftest import MZJ_NAME, SCJ_NAME, SCJ_USCC, World, make_seal
+from tests.unit.signing.conftest import (
+    MZJ_NAME,
+    SCJ_NAME,
+    SCJ_USCC,
+    World,
+    ended_signer,
+    make_seal,
+)
 
 LICENCE: dict[str, Any] = {
     "证照标识": "1.2.156.3005.2.11100000000013127D001.11420102MB1A23456R.00000001.001.K",
@@ -166,6 +174,22 @@ def test_signing_time_checks(world: World) -> None:
     assert _failure(world, before_cert) is Failure.CERT_EXPIRED
 
 
+def test_signed_after_the_certificate_ended(world: World, tmp_path: Path) -> None:
+    ended = ended_signer(world, tmp_path)
+    cert = ended.certificate
+    verifier = JwsVerifier(world.bundle, ended.registry)
+    during = cert.not_valid_before_utc + timedelta(hours=12)
+    token = sign_jws(LICENCE, ended.store, ended.key_id, [cert], ended.seal.seal_id, now=during)
+    assert verifier.verify(token).signer == cert  # made while it was valid: still valid
+    after = cert.not_valid_after_utc + timedelta(days=1)  # before now: not a future iat
+    assert after < world.now
+    late = sign_jws(LICENCE, ended.store, ended.key_id, [cert], ended.seal.seal_id, now=after)
+    with pytest.raises(VerificationError) as err:
+        verifier.verify(late)
+    assert err.value.failure is Failure.CERT_EXPIRED
+    assert "not at the signing time" in err.value.message
+
+
 def test_revoked_certificate(world: World) -> None:
     token = _sign(world)
     bundle = world.bundle.with_crls(*world.crls(world.scj_cert.serial_number))
@@ -225,14 +249,20 @@ def test_key_rotation_old_signatures_still_verify(world: World, tmp_path: Path) 
         sign_jws(LICENCE, store, "scj-2024", [old_cert], old_seal.seal_id)
 
 
+def _x5c_key(token: str) -> Any:
+    """What a third party has: the signer's key from x5c[0] of the token's own header."""
+    header = jwt.get_unverified_header(token)
+    return x509.load_der_x509_certificate(base64.b64decode(header["x5c"][0])).public_key()
+
+
 def test_pyjwt_verifies_our_tokens(world: World) -> None:
     token = _sign(world)
-    scj_key = world.scj_cert.public_key()
+    scj_key = _x5c_key(token)
     assert isinstance(scj_key, ec.EllipticCurvePublicKey)
-    decoded = jwt.decode(token, scj_key, algorithms=["ES256"])
+    decoded = jwt.decode(token, scj_key, algorithms=["ES256"])  # the allow-list, not the header
     assert decoded["证照名称"] == "食品经营许可证"
     ed = sign_jws(LICENCE, world.store, "mzj-2025", world.mzj_chain, world.mzj_seal.seal_id)
-    mzj_key = world.mzj_cert.public_key()
+    mzj_key = _x5c_key(ed)
     assert isinstance(mzj_key, ed25519.Ed25519PublicKey)
     assert jwt.decode(ed, mzj_key, algorithms=["EdDSA"])["区划"] == "420102"
     stranger = ec.generate_private_key(ec.SECP256R1()).public_key()

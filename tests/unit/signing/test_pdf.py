@@ -21,7 +21,7 @@ from signing.pdf import SEAL_ENTRY, KeyStoreSigner, sign_pdf
 from signing.pdf_layout import LicenceDocument, qr_text, render_licence_pdf
 from signing.seal import SealRegistry, SealRevocations
 from signing.verify import VerificationResult, verify_document
-from tests.unit.signing.conftest import TINY_PNG, World, make_seal
+from tests.unit.signing.conftest import TINY_PNG, World, ended_signer, make_seal
 from zhida.errors import InvalidArgument
 
 DOC = LicenceDocument(
@@ -216,6 +216,25 @@ def test_expired_and_revoked_signer_certificates(world: World, rendered: bytes) 
     revoked_bundle = world.bundle.with_crls(*world.crls(world.scj_cert.serial_number))
     signed = _sign(world, rendered)
     assert _refused(_verify(world, signed, bundle=revoked_bundle)) is Failure.CERT_REVOKED
+
+
+def test_signed_after_the_certificate_ended(world: World, rendered: bytes, tmp_path: Path) -> None:
+    ended = ended_signer(world, tmp_path)
+    cert = ended.certificate
+
+    def signed_at(when: datetime) -> bytes:
+        chain = ended.chain(world)
+        seal_id = ended.seal.seal_id
+        return sign_pdf(rendered, ended.store, ended.key_id, chain, seal_id=seal_id, now=when)
+
+    during = _verify(
+        world, signed_at(cert.not_valid_before_utc + timedelta(hours=12)), ended.registry
+    )
+    assert during.valid, during.message  # made while it was valid: still valid
+    after = cert.not_valid_after_utc + timedelta(days=1)
+    assert after < world.now
+    result = _verify(world, signed_at(after), ended.registry)
+    assert _refused(result) is Failure.CERT_EXPIRED
 
 
 def test_future_signing_time_is_refused(world: World, rendered: bytes) -> None:

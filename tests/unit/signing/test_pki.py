@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 from cryptography import x509
@@ -13,6 +13,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from signing.errors import Failure, VerificationError
 from signing.pki import (
     DOCUMENT_SIGNING,
+    CertificateAuthority,
     RevokedCertificate,
     create_crl,
     create_intermediate_ca,
@@ -77,6 +78,52 @@ def test_expired_certificate(world: World) -> None:
     assert _failure(verifier, old) is Failure.CERT_EXPIRED
     # a signature made while it was valid still verifies
     assert verifier.verify(old, at=world.now - timedelta(days=15)).leaf == old
+
+
+def test_expired_intermediate_ca(world: World) -> None:
+    # a county CA that served for ten days and ended twenty days ago, and a department
+    # certificate under it still within its own dates (the builder would clamp it to
+    # the CA's end: this one is made by hand, as a careless or hostile CA could)
+    start = world.now - timedelta(days=30)
+    county = create_intermediate_ca(
+        world.city, "江岸区CA", Level.COUNTY, validity=timedelta(days=10), now=start
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    template = issue_department_cert(
+        county, SCJ_NAME, SCJ_USCC, key.public_key(), not_before=start + timedelta(days=1)
+    )
+    leaf = _resigned(template, county, not_after=world.now + timedelta(days=30))
+    assert leaf.not_valid_before_utc < world.now < leaf.not_valid_after_utc
+    assert county.certificate.not_valid_after_utc < world.now
+    bundle = TrustBundle(
+        world.bundle.roots,
+        (*world.bundle.intermediates, county.certificate),
+        (*world.bundle.crls, create_crl(county, [], now=world.now)),
+    )
+    verifier = ChainVerifier(bundle)
+    with pytest.raises(VerificationError) as err:
+        verifier.verify(leaf)
+    assert err.value.failure is Failure.CERT_EXPIRED
+    assert "江岸区CA" in err.value.message  # the intermediate, not the leaf
+    # a signature made while the CA was valid still verifies
+    assert verifier.verify(leaf, at=world.now - timedelta(days=25)).leaf == leaf
+
+
+def _resigned(
+    template: x509.Certificate, issuer: CertificateAuthority, *, not_after: datetime
+) -> x509.Certificate:
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(template.subject)
+        .issuer_name(template.issuer)
+        .public_key(template.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(template.not_valid_before_utc)
+        .not_valid_after(not_after)
+    )
+    for ext in template.extensions:
+        builder = builder.add_extension(ext.value, ext.critical)
+    return builder.sign(issuer.private_key, hashes.SHA256())
 
 
 def test_revoked_certificate(world: World) -> None:
@@ -162,7 +209,6 @@ def test_path_length_violated(world: World) -> None:
         )
         .sign(county.private_key, hashes.SHA256())
     )
-    from signing.pki import CertificateAuthority
 
     rogue = CertificateAuthority(rogue_ca, rogue_key, Level.COUNTY)
     leaf_key = ec.generate_private_key(ec.SECP256R1())

@@ -7,7 +7,7 @@ from dataclasses import replace
 from datetime import timedelta
 
 import pytest
-from PIL import Image
+from PIL import Image, ImageChops
 
 from signing.errors import Failure, FontNotFound, VerificationError
 from signing.pki import cert_sha256
@@ -129,6 +129,41 @@ def test_seal_image_looks_like_a_seal() -> None:
     assert round(dpi[0]) == round(400 / (42 / 25.4))
     inked = sum(image.getchannel("A").histogram()[129:])
     assert 0.08 < inked / (400 * 400) < 0.45
+
+
+def _ink(png: bytes) -> Image.Image:
+    return Image.open(io.BytesIO(png)).getchannel("A")
+
+
+def test_seal_image_draws_the_department_name_along_the_arc() -> None:
+    size, purpose = 400, "电子证照专用章"
+    name = "武汉市江岸区市场监督管理局"  # 13 characters; the 6th (index 5) is 岸
+    ink = _ink(render_seal_image(name, purpose, size_px=size))
+    again = _ink(render_seal_image(name, purpose, size_px=size))
+    assert ImageChops.difference(ink, again).getbbox() is None  # deterministic
+    # one character changed: the picture changes where that character sits, only there
+    one = _ink(render_seal_image(name.replace("岸", "汉"), purpose, size_px=size))
+    box = ImageChops.difference(ink, one).getbbox()
+    assert box is not None
+    left, top, right, bottom = box
+    centre = size / 2
+    # ~19° a character from the top centre (the 7th): the 6th is up, just left of the top
+    assert right <= centre + 2
+    assert bottom < centre * 0.6
+    assert right - left < size * 0.2  # one glyph
+    assert bottom - top < size * 0.2
+    # another name: the star and the purpose line in the middle stay as they were
+    radius = size / 2 * 0.97
+    middle = (
+        round(centre - 0.35 * radius),
+        round(centre - 0.35 * radius),
+        round(centre + 0.35 * radius),
+        round(centre + 0.7 * radius),
+    )
+    assert ink.crop(middle).getbbox() is not None  # the star and purpose line are there
+    other = _ink(render_seal_image("湖北省民政厅", purpose, size_px=size))
+    assert ImageChops.difference(ink, other).getbbox() is not None
+    assert ImageChops.difference(ink, other).crop(middle).getbbox() is None
 
 
 def test_default_seal_picture_is_rendered(world: World) -> None:
