@@ -276,7 +276,11 @@ def _stream(node: LocalNode, md: dict[str, Metadata]) -> dict[str, Any]:
 def run() -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="zhida-bench-exchange-") as tmp:
         provider = f"127.0.0.1:{free_port()}"
-        env = {"ZHIDA_EXCHANGE__PROVIDERS": f"samr-registry={provider}"}
+        # 武汉's node: a node's catalogue holds its own region's resources (SAMR's, 420100)
+        env = {
+            "ZHIDA_EXCHANGE__PROVIDERS": f"samr-registry={provider}",
+            "ZHIDA_NODE__REGION_CODE": SAMR.region_code,
+        }
         with LocalNode.start(Path(tmp) / "node", extra_env=env) as node:
             with _provider(node.env, provider, Path(tmp) / "provider.log"):
                 md = _setup(node)

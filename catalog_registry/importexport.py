@@ -10,10 +10,12 @@ separated by ``;`` and ``related_codes`` codes separated by ``;``. Stored-state
 keys (``version``, ``status`` …, as :func:`export_json` writes them) are ignored.
 
 :func:`import_resources` validates every row first — fields, ownership,
-codes repeated in the file or already registered — and imports nothing if
-any row is bad; the report names each bad row (1-based, the first data row is
-row 1) and field. Otherwise all rows are registered as drafts in one
-all-or-nothing repository write.
+codes repeated in the file or already registered, a region outside the
+node's, related codes naming no resource of the catalogue or the file — and
+imports nothing if any row is bad; the report names each bad row (1-based,
+the first data row is row 1) and field. Otherwise all rows are registered as
+drafts in one all-or-nothing repository write; a code another writer took
+in between is ``AlreadyExists`` naming the row (``rows[N].code``).
 
 Example::
 
@@ -36,7 +38,7 @@ from catalog_registry.model import Resource, ResourceSpec
 from catalog_registry.registry import CatalogRegistry
 from catalog_registry.validation import parse_resource_row
 from zhida.auth.principal import Principal
-from zhida.errors import InvalidArgument
+from zhida.errors import AlreadyExists, FieldViolation, InvalidArgument
 
 Row = Mapping[str, object]
 
@@ -98,8 +100,9 @@ def import_resources(
     errors: list[RowError] = []
     specs: list[ResourceSpec] = []
     first_row: dict[str, int] = {}
-    for n, row in enumerate(rows, start=1):
-        spec, violations = parse_resource_row(row)
+    parsed = [parse_resource_row(row) for row in rows]
+    in_file = {spec.code.text for spec, _ in parsed if spec is not None}
+    for n, (spec, violations) in enumerate(parsed, start=1):
         errors += [RowError(n, v.field, v.description) for v in violations]
         if spec is None:
             continue
@@ -113,13 +116,33 @@ def import_resources(
             errors.append(
                 RowError(n, "provider_code", "a department may import only its own resources")
             )
+        placement = registry.outside_region(spec.region_code)  # the node's own checks
+        placement += registry.unknown_related(spec, in_file)
+        errors += [RowError(n, v.field, v.description) for v in placement]
         specs.append(spec)
     if not rows:
         errors.append(RowError(0, "", "the file has no rows"))
     if errors:
         return ImportReport((), tuple(errors))
-    registered = registry.register_many(principal, specs)
+    try:
+        registered = registry.register_many(principal, specs)
+    except AlreadyExists as taken:  # another writer took a code after the check above
+        raise _name_row(taken, specs) from None
     return ImportReport(tuple(r.key for r in registered), ())
+
+
+def _name_row(taken: AlreadyExists, specs: Sequence[ResourceSpec]) -> AlreadyExists:
+    """``taken`` naming the row of its code (every row became a spec, in order)."""
+    code = taken.metadata.get("code", "")
+    row = next((n for n, spec in enumerate(specs, start=1) if spec.code.text == code), None)
+    if row is None:
+        return taken
+    return AlreadyExists(
+        f"row {row}: {taken.message}; nothing was imported",
+        reason=taken.reason,
+        violations=[FieldViolation(f"rows[{row}].code", f"{code} is already registered")],
+        metadata={**taken.metadata, "row": str(row)},
+    )
 
 
 def resource_to_row(resource: Resource) -> dict[str, object]:

@@ -91,7 +91,9 @@ class LiveCatalog:
     ) -> None:
         self.repo = repo
         self._clock = clock
-        self.registry = CatalogRegistry(repo, clock, listeners=[self._on_change])
+        self.registry = CatalogRegistry(
+            repo, clock, listeners=[self._on_change], node_region=node_region
+        )
         self.federation = Federation(repo, node_region, listeners=[self._on_change])
         self._lock = threading.RLock()  # the match index, its cursor and the match cache
         self._index: MatchIndex | None = None

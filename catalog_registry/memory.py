@@ -23,7 +23,7 @@ from collections.abc import Iterator, Sequence
 from catalog_registry.model import Change, Demand, NegativeEntry, Resource, ResourceStatus
 from catalog_registry.repository import ResourceQuery, ScoredResource, query_accepts
 from catalog_registry.text import search_grams
-from zhida.errors import Aborted, AlreadyExists, NotFound
+from zhida.errors import Aborted, AlreadyExists, FieldViolation, NotFound
 
 
 class InMemoryCatalogRepository:
@@ -53,13 +53,9 @@ class InMemoryCatalogRepository:
     def insert_resources(self, resources: Sequence[Resource]) -> list[int]:
         with self._lock:
             seen: set[str] = set()
-            for r in resources:
+            for i, r in enumerate(resources):
                 if r.key in self._history or r.key in seen:
-                    raise AlreadyExists(
-                        f"resource {r.key} already exists",
-                        reason="RESOURCE_EXISTS",
-                        metadata={"code": r.key},
-                    )
+                    raise _exists(r.key, "code" if len(resources) == 1 else f"resources[{i}].code")
                 seen.add(r.key)
             return [self._write(r, None, None) for r in resources]
 
@@ -230,13 +226,19 @@ class InMemoryCatalogRepository:
                 return False
             if expected_version is None:
                 if resource.key in self._history:
-                    raise AlreadyExists(
-                        f"resource {resource.key} already exists",
-                        reason="RESOURCE_EXISTS",
-                        metadata={"code": resource.key},
-                    )
+                    raise _exists(resource.key, "code")
             else:
                 self._check_version(resource.key, expected_version)
             self._write(resource, origin_region, origin_sequence)
             self._imported.add(marker)
             return True
+
+
+def _exists(code: str, field: str) -> AlreadyExists:
+    """As the SQL store: ``field`` is ``code`` or ``resources[i].code`` of a batch."""
+    return AlreadyExists(
+        f"resource {code} already exists",
+        reason="RESOURCE_EXISTS",
+        violations=[FieldViolation(field, f"{code} is already registered")],
+        metadata={"code": code},
+    )

@@ -10,6 +10,15 @@ lifecycle DRAFT → PUBLISHED → RETIRED (``FailedPrecondition`` reason
 or a published one updated, only if no negative-listed part is offered for
 sharing: ``FailedPrecondition`` reason ``NEGATIVE_LISTED_SHAREABLE``).
 
+On a node (``node_region`` given) the catalogue holds its own region's
+resources: a resource registered or updated there must be of the node's
+region or one below it (``InvalidArgument`` reason ``OUTSIDE_NODE_REGION``,
+field ``region_code``); a copy of an upper level's resource (pulled from the
+parent node) is never updated, published or retired here (the latter two:
+``FailedPrecondition`` reason ``OUTSIDE_NODE_REGION``). Federation imports
+themselves do not pass through the registry. Related codes must name
+resources this catalogue holds (``related_codes[i]``).
+
 Every write creates a new version (``version`` + 1) and keeps the old one.
 Drafts are visible only to their provider and admins (others get NotFound).
 Listeners (e.g. ``MatchIndex.sync``) are called with each new version.
@@ -26,7 +35,7 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from datetime import datetime
 
 from catalog_registry.access import WRITERS, is_admin, may_see_draft, require_owner, require_role
@@ -39,8 +48,8 @@ from catalog_registry.model import (
     ResourceStatus,
 )
 from catalog_registry.negative_list import shareable_negative_items
-from catalog_registry.repository import CatalogRepository, region_of
-from catalog_registry.validation import check_demand, validate_spec
+from catalog_registry.repository import CatalogRepository, region_of, region_within
+from catalog_registry.validation import check_demand, region_violations, validate_spec
 from zhida.auth.principal import Principal
 from zhida.errors import (
     Aborted,
@@ -64,11 +73,21 @@ class CatalogRegistry:
     """The supply and demand lists: resource lifecycle and demand filing."""
 
     def __init__(
-        self, repo: CatalogRepository, clock: Clock, *, listeners: Iterable[Listener] = ()
+        self,
+        repo: CatalogRepository,
+        clock: Clock,
+        *,
+        listeners: Iterable[Listener] = (),
+        node_region: str | None = None,
     ) -> None:
+        if node_region is not None and (problems := region_violations(node_region, "node_region")):
+            raise InvalidArgument(
+                "invalid node region", reason="INVALID_REGION_CODE", violations=problems
+            )
         self._repo = repo
         self._clock = clock
         self._listeners = list(listeners)
+        self.node_region = node_region  # None: no node (library use), every region accepted
 
     @property
     def repository(self) -> CatalogRepository:
@@ -85,18 +104,26 @@ class CatalogRegistry:
     def register_many(self, principal: Principal, specs: Sequence[ResourceSpec]) -> list[Resource]:
         """Register several resources, all or nothing (bulk import)."""
         require_role(principal, WRITERS, "register resources")
-        violations: list[FieldViolation] = []
-        for i, spec in enumerate(specs):
+        batch = {spec.code.text for spec in specs}
+
+        def named(i: int, found: Iterable[FieldViolation]) -> list[FieldViolation]:
             prefix = f"resources[{i}]." if len(specs) > 1 else ""
-            violations += [
-                FieldViolation(prefix + v.field, v.description) for v in validate_spec(spec)
-            ]
+            return [FieldViolation(prefix + v.field, v.description) for v in found]
+
+        violations = [
+            v
+            for i, spec in enumerate(specs)
+            for v in named(i, validate_spec(spec) or self.unknown_related(spec, batch))
+        ]
         if violations:
             raise InvalidArgument(
                 "invalid resource", reason="INVALID_RESOURCE", violations=violations
             )
         for spec in specs:
             require_owner(principal, spec.provider_code, spec.code.text)
+        self._require_within(
+            [v for i, s in enumerate(specs) for v in named(i, self.outside_region(s.region_code))]
+        )
         now = self._clock()
         resources = [
             Resource(
@@ -131,13 +158,17 @@ class CatalogRegistry:
                 reason="PROVIDER_CHANGE_NOT_ALLOWED",
                 metadata={"code": current.key},
             )
-        violations = validate_spec(spec)
+        violations = validate_spec(spec) or self.unknown_related(spec)
         if violations:
             raise InvalidArgument(
                 f"invalid resource {spec.code.text}",
                 reason="INVALID_RESOURCE",
                 violations=violations,
             )
+        # Neither a copy of another node's resource nor a move out of this node's region.
+        self._require_within(
+            self.outside_region(current.region_code) or self.outside_region(spec.region_code)
+        )
         if current.status is ResourceStatus.RETIRED:
             raise FailedPrecondition(
                 f"resource {current.key} is retired and cannot change",
@@ -160,6 +191,7 @@ class CatalogRegistry:
         """DRAFT → PUBLISHED, refused while a negative-listed part is shareable."""
         current = self._current(_key(code))
         require_owner(principal, current.provider_code, current.key)
+        self._require_local(current)
         self._check_transition(current, "publish")
         self._check_negative(current.spec)
         now = self._clock()
@@ -170,6 +202,7 @@ class CatalogRegistry:
         """PUBLISHED → RETIRED; the resource leaves the supply list, its history stays."""
         current = self._current(_key(code))
         require_owner(principal, current.provider_code, current.key)
+        self._require_local(current)
         self._check_transition(current, "retire")
         now = self._clock()
         changed = dataclasses.replace(current, status=ResourceStatus.RETIRED, retired_at=now)
@@ -223,6 +256,44 @@ class CatalogRegistry:
             for d in self._repo.iter_demands()
             if requester_code is None or d.requester_code == requester_code
         ]
+
+    # -- the node's region ----------------------------------------------------------------
+    def outside_region(self, region_code: str, field: str = "region_code") -> list[FieldViolation]:
+        """A violation unless ``region_code`` (valid) is this node's region or lies below it."""
+        node = self.node_region
+        if node is None or region_within(region_code, node):
+            return []
+        return [FieldViolation(field, f"must be within this node's region {node}")]
+
+    def unknown_related(
+        self, spec: ResourceSpec, also_known: Collection[str] = ()
+    ) -> list[FieldViolation]:
+        """Related codes that name no resource in this catalogue (nor in ``also_known``)."""
+        return [
+            FieldViolation(f"related_codes[{i}]", f"no resource {code.text} in this catalogue")
+            for i, code in enumerate(spec.related_codes)
+            if code.text not in also_known and self._repo.get_resource(code.text) is None
+        ]
+
+    def _require_within(self, violations: Sequence[FieldViolation]) -> None:
+        if violations:
+            raise InvalidArgument(
+                f"this node's catalogue holds resources of region {self.node_region} and below; "
+                "register and change the others at their own region's node",
+                reason="OUTSIDE_NODE_REGION",
+                violations=violations,
+                metadata={"node_region": self.node_region or ""},
+            )
+
+    def _require_local(self, current: Resource) -> None:
+        """Lifecycle changes of another region's resource happen at that region's node."""
+        if self.outside_region(current.region_code):
+            raise FailedPrecondition(
+                f"resource {current.key} is of region {current.region_code}, outside this "
+                f"node's region {self.node_region}: change it at its own region's node",
+                reason="OUTSIDE_NODE_REGION",
+                metadata={"code": current.key, "node_region": self.node_region or ""},
+            )
 
     # -- internals -----------------------------------------------------------------------
     def _current(self, code: str) -> Resource:

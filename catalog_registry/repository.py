@@ -115,8 +115,9 @@ class CatalogRepository(Protocol):
     def insert_resources(self, resources: Sequence[Resource]) -> list[int]:
         """Store new resources, all or nothing; return their change sequences.
 
-        Raise ``AlreadyExists`` (reason ``RESOURCE_EXISTS``, metadata ``code``)
-        when any code is already stored or repeated in ``resources``.
+        Raise ``AlreadyExists`` (reason ``RESOURCE_EXISTS``, metadata ``code``,
+        a field violation on ``code`` — ``resources[i].code`` in a batch of
+        several) when any code is already stored or repeated in ``resources``.
         """
         ...
 

@@ -5,6 +5,12 @@ Regions: national 100000; 湖北 420000 → 武汉 420100 → 江岸区 420102; 
 开办运输企业. Providers carry valid USCCs (GB 32100 check character computed
 with stdnum over a GB 11714 organisation code with its own check character).
 
+A node's catalogue holds its own region's resources, so a node loads only
+its part of the sample (:func:`sample_for_node`): the resources of its
+region and below (with their negative-list entries) and the demands of the
+departments there — less what belongs to another node below it when several
+nodes share the sample (the demo's federation). A national node loads it all.
+
 Example::
 
     >>> from catalog_registry.sample_data import sample_catalogue, make_uscc
@@ -15,6 +21,7 @@ Example::
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 
 from catalog_registry.model import (
@@ -30,6 +37,7 @@ from catalog_registry.model import (
 )
 from catalog_registry.negative_list import NegativeList
 from catalog_registry.registry import CatalogRegistry
+from catalog_registry.repository import region_of, region_within
 from catalog_registry.sample_tables import (
     CONDITIONS,
     DATA_REGULATION,
@@ -45,6 +53,7 @@ from catalog_registry.sample_tables import (
     org_code_check,
 )
 from zhida.auth.principal import Principal, Role
+from zhida.regions import NATIONAL_CODE
 
 __all__ = [
     "DATA_REGULATION",
@@ -55,12 +64,14 @@ __all__ = [
     "NegativeSpec",
     "SampleCatalogue",
     "department_principal",
+    "home_node",
     "load_sample",
     "make_uscc",
     "org_code_check",
     "sample_admin",
     "sample_catalogue",
     "sample_demands",
+    "sample_for_node",
     "sample_negative",
     "sample_resources",
 ]
@@ -163,6 +174,13 @@ def sample_demands() -> tuple[DemandSpec, ...]:
             "开办运输企业",
             "开办运输企业一件事：核验道路运输经营许可",
         ),
+        # Unmet, but like 武汉市民政局's 婚姻登记信息: on that department's to-do list.
+        _demand(
+            "ja-gov",
+            "需要婚姻信息",
+            "新生儿出生",
+            "新生儿出生一件事：核验父母婚姻状况，办理出生登记",
+        ),
         _demand("wh-civil", "残疾人证信息", "残疾人服务", "残疾人两项补贴资格核验"),
         _demand("xx-hrss", "需要职工人事档案信息", "退休", "退休一件事：核定视同缴费年限"),
     )
@@ -179,6 +197,32 @@ def sample_negative() -> tuple[NegativeSpec, ...]:
 def sample_catalogue() -> SampleCatalogue:
     return SampleCatalogue(
         sample_resources(), sample_demands(), sample_negative(), dict(DEPARTMENTS)
+    )
+
+
+def home_node(region_code: str, nodes: Collection[str]) -> str | None:
+    """The node of ``nodes`` whose catalogue holds a resource of ``region_code``: the lowest
+    one whose region contains it (None when none does)."""
+    holders = [n for n in nodes if region_within(region_code, n)]
+    return max(holders, key=lambda n: region_of(n).level, default=None)
+
+
+def sample_for_node(region: str, nodes: Collection[str] = ()) -> SampleCatalogue:
+    """The part of the sample a node at ``region`` loads (see the module docstring).
+
+    ``nodes``: the other nodes loading the sample; a resource or demand of a
+    region below one of them that lies below ``region`` is left to that node.
+    """
+    everywhere = {region, *nodes}
+    cat = sample_catalogue()
+    regions = {d.uscc: d.region_code for d in DEPARTMENTS.values()}
+    resources = tuple(s for s in cat.resources if home_node(s.region_code, everywhere) == region)
+    codes = {s.code.text for s in resources}
+    return SampleCatalogue(
+        resources,
+        tuple(d for d in cat.demands if home_node(regions[d.requester_code], everywhere) == region),
+        tuple(n for n in cat.negative if n.code in codes),
+        cat.departments,
     )
 
 
@@ -206,12 +250,13 @@ def department_principal(key: str, expires_at: int = 4_102_444_800) -> Principal
 
 
 def load_sample(registry: CatalogRegistry, negative: NegativeList) -> list[Demand]:
-    """Register and publish every sample resource, list the negative entries, file the demands.
+    """Register and publish the sample resources, list the negative entries, file the demands.
 
+    The registry's node region decides which part (all of it without one).
     Each resource is registered by its own provider department; the negative
     list is filled by the admin before publishing, as the publish rule requires.
     """
-    cat = sample_catalogue()
+    cat = sample_for_node(registry.node_region or NATIONAL_CODE)
     owners = {d.uscc: d.key for d in DEPARTMENTS.values()}
     for spec in cat.resources:
         registry.register(department_principal(owners[spec.provider_code]), spec)

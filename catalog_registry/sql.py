@@ -72,7 +72,7 @@ from catalog_registry.repository import ResourceQuery, ScoredResource
 from catalog_registry.sql_filters import after_key
 from catalog_registry.sql_gram_index import SqlGramIndex
 from zhida.db import Database
-from zhida.errors import AlreadyExists
+from zhida.errors import AlreadyExists, FieldViolation
 
 _R = cast(Table, ResourceRow.__table__)
 _V = cast(Table, ResourceVersionRow.__table__)
@@ -93,10 +93,21 @@ def _key_or_none(code: str) -> int | None:
         return None
 
 
-def _exists(code: str) -> AlreadyExists:
+def _exists(code: str, field: str = "code") -> AlreadyExists:
+    """``field``: ``code``, or ``resources[i].code`` naming a resource of a batch."""
     return AlreadyExists(
-        f"resource {code} already exists", reason="RESOURCE_EXISTS", metadata={"code": code}
+        f"resource {code} already exists",
+        reason="RESOURCE_EXISTS",
+        violations=[FieldViolation(field, f"{code} is already registered")],
+        metadata={"code": code},
     )
+
+
+def _field(resources: Sequence[Resource], key: int | None = None) -> str:
+    if len(resources) == 1:
+        return "code"
+    i = next((i for i, r in enumerate(resources) if code_key(r.code) == key), None)
+    return "resources" if i is None else f"resources[{i}].code"
 
 
 def _items_key(item_names: Sequence[str]) -> str:
@@ -141,9 +152,9 @@ class SqlCatalogRepository:
             return []
         keys = [code_key(r.code) for r in resources]
         seen: set[int] = set()
-        for r, k in zip(resources, keys, strict=True):
+        for i, (r, k) in enumerate(zip(resources, keys, strict=True)):
             if k in seen:
-                raise _exists(r.key)
+                raise _exists(r.key, f"resources[{i}].code")
             seen.add(k)
         try:
             with self.database.session() as s:
@@ -152,11 +163,11 @@ class SqlCatalogRepository:
                     chunk = keys[i : i + sql_search._IN_CHUNK]
                     taken = s.scalar(select(_R.c.code_key).where(_R.c.code_key.in_(chunk)))
                     if taken is not None:
-                        raise _exists(code_text(taken))
+                        raise _exists(code_text(taken), _field(resources, taken))
                 sequences = list(range(first, first + len(resources)))
                 sql_write.write_new(s, resources, [(seq, None, None) for seq in sequences])
         except exc.IntegrityError as error:  # a writer outside the feed lock; never ours
-            raise _exists(resources[0].key) from error
+            raise _exists(resources[0].key, _field(resources)) from error
         if len(resources) >= ANALYZE_AFTER:
             self.analyze()
         return sequences

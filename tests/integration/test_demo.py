@@ -50,6 +50,14 @@ def test_demo_story_runs_end_to_end(tmp_path: Path) -> None:
     assert "江岸区 420102 → 武汉市 420100 → 湖北省 420000 → 国家 100000 → 湖南省 430000" in out
     assert "CONSENT_WRONG_ORGANISATION" in out
     assert out.count("drained, exit code 0") == 5
+    # the catalogue chapter: each region's part at its node, refusals, 江岸区's coverage rows
+    assert "江岸区 420102: published 2 resources of 2 departments" in out
+    assert "人像照片 be released? refused (NEGATIVE_LISTED)" in out
+    assert "tries to share 人像照片 again: FAILED_PRECONDITION NEGATIVE_LISTED_SHAREABLE" in out
+    assert "coverage per department" in out
+    assert "coverage per region" in out
+    jiangan = r"│ 420102 │ 武汉市江岸区政务服务和大数据管理局 +│ +0 │ +3 │ +2 │ +1 │ +0 │"
+    assert re.search(jiangan, out), out[out.find("coverage per department") :][:3000]
 
     match = re.search(r"RequestData by key \d+ \(trace (demo-[0-9a-f]{12})\)", out)
     assert match, out[-4000:]

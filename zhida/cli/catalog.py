@@ -9,7 +9,7 @@ development token minted with the node's dev keys (same configuration) for
 
 Example::
 
-    $ zhida catalog load-sample                     # the demo regions' catalogue
+    $ zhida catalog load-sample                     # the node's region's part of the sample
     $ zhida catalog search 营业执照 --region 420000 --subregions
     $ zhida catalog coverage                        # per department and per region
     $ zhida catalog import resources.csv --role department --org 114201000001200107
@@ -32,7 +32,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from catalog_registry import render, wire
 from catalog_registry.client import load_sample
 from catalog_registry.importexport import read_csv, read_json
-from catalog_registry.sample_data import DEPARTMENTS, sample_catalogue
+from catalog_registry.sample_data import DEPARTMENTS, sample_for_node
 from catalog_registry.validation import parse_resource_row
 from zhida.auth.mint import mint_token
 from zhida.auth.principal import Role
@@ -41,6 +41,8 @@ from zhida.catalog.v1 import catalog_service_pb2_grpc as pb_grpc
 from zhida.client import bearer, error_details
 from zhida.config import Config, load_config
 from zhida.errors import FieldViolation
+from zhida.node.v1 import node_service_pb2 as node_pb
+from zhida.node.v1 import node_service_pb2_grpc as node_grpc
 
 TIMEOUT = 120.0
 ADMIN_ORG = DEPARTMENTS["hb-data"].uscc
@@ -92,7 +94,9 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     cov = sub.add_parser("coverage", parents=[common], help="coverage per department and region")
     cov.set_defaults(handler=_command(cmd_coverage))
 
-    sample = sub.add_parser("load-sample", parents=[common], help="load the sample catalogue")
+    sample = sub.add_parser(
+        "load-sample", parents=[common], help="load the node's region's part of the sample"
+    )
     sample.set_defaults(handler=_command(cmd_load_sample))
 
 
@@ -220,7 +224,12 @@ def cmd_coverage(args: argparse.Namespace, s: Session) -> int:
 
 
 def cmd_load_sample(args: argparse.Namespace, s: Session) -> int:
-    cat = sample_catalogue()
+    # The node's catalogue takes only its own region's resources: ask which region it serves.
+    info = node_grpc.NodeServiceStub(s.channel).GetNodeInfo(
+        node_pb.GetNodeInfoRequest(), metadata=s.metadata, timeout=TIMEOUT
+    )
+    region = info.region_code
+    cat = sample_for_node(region)
     steps = 2 * len(cat.resources) + len(cat.negative) + len(cat.demands)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
     with Progress(*columns, console=s.console) as progress:
@@ -229,10 +238,10 @@ def cmd_load_sample(args: argparse.Namespace, s: Session) -> int:
         def step(what: str) -> None:
             progress.update(task, advance=1, description=what[:60])
 
-        loaded = load_sample(s.stub, s.for_department, step)
+        loaded = load_sample(s.stub, s.for_department, step, region=region)
     Console().print(render.matches_table(loaded.demands, "sample demands and their matches"))
     s.console.print(
         f"[green]loaded {len(loaded.resources)} resources, {len(loaded.negative)} negative-list "
-        f"entries, {len(loaded.demands)} demands"
+        f"entries, {len(loaded.demands)} demands (the sample's part for region {region})"
     )
     return 0

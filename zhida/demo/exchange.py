@@ -1,9 +1,9 @@
 """Demo chapter: the data exchange — apply, approve fewer items, receive only those, a refusal.
 
 武汉市公安局 keeps its 居民户籍登记信息 (conditional sharing; 人像照片 on the
-negative list) at its own node, 武汉 (420100): it publishes the resource
-there and uploads a snapshot, photos included, to that node's hosted
-provider. 江岸区政务服务和大数据管理局, a county department, applies at its
+negative list) at its own node, 武汉 (420100): it published the resource
+there in the catalogue chapter and uploads a snapshot, photos included, to
+that node's hosted provider. 江岸区政务服务和大数据管理局, a county department, applies at its
 own node for six items of it for 新生儿出生一件事: the county node finds the
 resource's region in its catalogue and forwards the application to 武汉
 (signed caller assertion over mutual TLS); nothing flows before a decision.
@@ -24,8 +24,7 @@ import grpc
 from rich.table import Table
 from stdnum.cn import ric
 
-from catalog_registry import wire as catalog_wire
-from catalog_registry.sample_data import DEPARTMENTS, GUOFA_2024_3, PIPL_28, sample_catalogue
+from catalog_registry.sample_data import DEPARTMENTS, GUOFA_2024_3, PIPL_28
 from exchange.wire import timestamp
 from zhida.auth.principal import Role
 from zhida.catalog.v1 import catalog_service_pb2 as cpb
@@ -120,28 +119,23 @@ def chapter(ctx: DemoContext) -> None:
 def _publish(
     ctx: DemoContext, stub: cpb_grpc.CatalogServiceStub, police: Metadata, authority: Metadata
 ) -> None:
-    """武汉市公安局 publishes its resource at its own node; the lists come first."""
-    spec = next(s for s in sample_catalogue().resources if s.code.text == HOUSEHOLD)
-    stub.RegisterResource(
-        cpb.RegisterResourceRequest(resource=catalog_wire.spec_to_pb(spec)),
-        metadata=police, timeout=TIMEOUT,
-    )  # fmt: skip
-    stub.AddNegativeEntry(
-        cpb.AddNegativeEntryRequest(
-            resource_code=HOUSEHOLD, item_names=["人像照片"], legal_basis=PIPL_28
-        ),
-        metadata=authority, timeout=TIMEOUT,
-    )  # fmt: skip
-    published = stub.PublishResource(
-        cpb.PublishResourceRequest(code=HOUSEHOLD), metadata=police, timeout=TIMEOUT
+    """武汉市公安局's resource, published at its own node (catalogue chapter), lists first."""
+    published = stub.GetResource(
+        cpb.GetResourceRequest(code=HOUSEHOLD), metadata=police, timeout=TIMEOUT
     ).resource
+    listed = stub.ListNegativeEntries(
+        cpb.ListNegativeEntriesRequest(resource_code=HOUSEHOLD), metadata=authority,
+        timeout=TIMEOUT,
+    ).entries  # fmt: skip
     ctx.console.print(
-        f"{POLICE.name} publishes {HOUSEHOLD} {spec.name} at its own node, 武汉 {CITY} "
-        f"({DATA_AUTHORITY.name} first lists 人像照片 as never released): "
+        f"{POLICE.name} has published {HOUSEHOLD} {published.spec.name} at its own node, 武汉 "
+        f"{CITY} ({DATA_AUTHORITY.name} first listed 人像照片 as never released): "
         f"{cpb.ResourceStatus.Name(published.status).removeprefix('RESOURCE_STATUS_').lower()}"
     )
     if published.status != cpb.RESOURCE_STATUS_PUBLISHED:
-        raise DemoError(f"the household resource was not published at 武汉: {published}")
+        raise DemoError(f"the household resource is not published at 武汉: {published}")
+    if [list(e.item_names) for e in listed] != [["人像照片"]]:
+        raise DemoError(f"the negative list of {HOUSEHOLD} at 武汉 is {list(listed)}")
 
 
 def _upload(

@@ -1,9 +1,10 @@
 """Every class of bad input from issue 3, over the wire, as rich errors naming the fields.
 
-Invalid codes, USCCs, region codes and share types; an empty legal basis on a
-negative-list entry; unknown resources; duplicate codes; a change by a
-department that does not own the resource; a bulk import with one bad row
-(nothing imported, the row named). Each error is decoded with
+Invalid codes, USCCs, region codes and share types; related codes naming no
+resource; an empty legal basis on a negative-list entry; unknown resources;
+duplicate codes; a change by a department that does not own the resource; a
+bulk import with one bad row (nothing imported, the row named); a resource
+of another region at a county node. Each error is decoded with
 ``zhida.client.error_details``.
 """
 
@@ -14,9 +15,10 @@ import dataclasses
 import pytest
 
 from catalog_registry import wire
+from catalog_registry.client import load_sample
 from catalog_registry.model import ResourceCode, ResourceSpec
-from catalog_registry.sample_data import DEPARTMENTS, sample_resources
-from tests.fixtures.node import NodeHandle
+from catalog_registry.sample_data import DEPARTMENTS, sample_for_node, sample_resources
+from tests.fixtures.node import NodeFactory, NodeHandle
 from tests.integration.catalog_registry.support import Caller, failure, fields, stub
 from zhida.auth.principal import Role
 from zhida.catalog.v1 import catalog_service_pb2 as pb
@@ -91,6 +93,21 @@ def test_duplicate_code(catalog: pb_grpc.CatalogServiceStub, caller: Caller) -> 
     error = failure(_register, catalog, caller, _police_spec(902))
     assert (error.code.name, error.reason) == ("ALREADY_EXISTS", "RESOURCE_EXISTS")
     assert error.metadata["code"] == "1-01-001-0000-000902"
+    assert fields(error) == ["code"]
+    assert "1-01-001-0000-000902" in error.violations[0].description
+
+
+def test_related_codes_must_name_known_resources(
+    catalog: pb_grpc.CatalogServiceStub, caller: Caller
+) -> None:
+    _register(catalog, caller, _police_spec(906))
+    spec = _police_spec(907)
+    spec.related_codes.extend(["1-01-001-0000-000906", "1-01-001-0000-099999"])
+    error = failure(_register, catalog, caller, spec)
+    assert (error.code.name, error.reason) == ("INVALID_ARGUMENT", "INVALID_RESOURCE")
+    assert fields(error) == ["related_codes[1]"]
+    del spec.related_codes[1]
+    _register(catalog, caller, spec)
 
 
 def test_unknown_resource(catalog: pb_grpc.CatalogServiceStub, caller: Caller) -> None:
@@ -145,6 +162,7 @@ def test_change_by_a_department_that_does_not_own_it(
     for call, request in (
         (catalog.PublishResource, pb.PublishResourceRequest(code="1-01-001-0000-000904")),
         (catalog.UpdateResource, pb.UpdateResourceRequest(resource=_police_spec(904))),
+        (catalog.RetireResource, pb.RetireResourceRequest(code="1-01-001-0000-000904")),
         (catalog.RegisterResource, pb.RegisterResourceRequest(resource=_police_spec(905))),
     ):
         error = failure(call, request, metadata=other)
@@ -236,3 +254,44 @@ def test_wanted_codes_of_a_demand_are_checked(
     )
     assert (error.reason, fields(error)) == ("INVALID_DEMAND", ["legal_basis"])
     assert ResourceCode.parse(spec.wanted_codes[0]).text == "1-01-001-0000-000001"
+
+
+@pytest.fixture(scope="module")
+def county(node_factory: NodeFactory) -> NodeHandle:
+    """A county node (江岸区 420102, the configuration's default region)."""
+    handle = node_factory.start(name="catalog-county")
+    assert handle.config.node.region_code == "420102"
+    return handle
+
+
+def test_a_county_node_refuses_resources_of_other_regions(county: NodeHandle) -> None:
+    caller, catalog = Caller(county), stub(county)
+    error = failure(_register, catalog, caller, _police_spec(910))  # 武汉市公安局: 420100
+    assert (error.code.name, error.reason) == ("INVALID_ARGUMENT", "OUTSIDE_NODE_REGION")
+    assert [(v.field, v.description) for v in error.violations] == [
+        ("region_code", "must be within this node's region 420102")
+    ]
+    header = "code,name,provider_code,provider_name,region_code,share_type,items\n"
+    row = (
+        f"3-11-009-0000-000010,武汉资源,{POLICE.uscc},武汉市公安局,420100,无条件共享,姓名:string\n"
+    )
+    imported = failure(
+        catalog.ImportResources,
+        pb.ImportResourcesRequest(format=pb.FILE_FORMAT_CSV, content=header + row),
+        metadata=caller.admin,
+    )
+    assert (imported.reason, fields(imported)) == ("INVALID_IMPORT", ["rows[1].region_code"])
+    # The sample loads only the county's part: its own resources and departments' demands.
+    loaded = load_sample(catalog, caller.by_uscc, region="420102")
+    part = sample_for_node("420102")
+    assert {r.spec.code for r in loaded.resources} == {s.code.text for s in part.resources}
+    assert {r.spec.region_code for r in loaded.resources} == {"420102"}
+    assert {m.demand.spec.requester_code for m in loaded.demands} == {DEPARTMENTS["ja-gov"].uscc}
+    moved = pb.ResourceSpec()
+    moved.CopyFrom(loaded.resources[0].spec)
+    moved.region_code = "420100"
+    owner = caller.by_uscc(moved.provider_code)
+    error = failure(
+        catalog.UpdateResource, pb.UpdateResourceRequest(resource=moved), metadata=owner
+    )
+    assert (error.reason, fields(error)) == ("OUTSIDE_NODE_REGION", ["region_code"])

@@ -21,13 +21,23 @@ def _zhida(node: NodeHandle, *args: str, role: str = "admin", org: str | None = 
     return main(["catalog", *args, "--address", node.address, "--token", token])
 
 
+def _table_rows(text: str) -> list[list[str]]:
+    """The body rows of rich tables: cells stripped, the border left out."""
+    return [
+        [cell.strip() for cell in line.strip().strip("│").split("│")]
+        for line in text.splitlines()
+        if line.startswith("│")
+    ]
+
+
 def test_load_sample_search_coverage(
     node: NodeHandle, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("COLUMNS", "200")  # rich tables wide enough to show whole codes
     assert _zhida(node, "load-sample") == 0
     out = capsys.readouterr()
-    assert "loaded 25 resources, 3 negative-list entries, 7 demands" in out.err
+    assert "loaded 25 resources, 3 negative-list entries, 8 demands" in out.err
+    assert "the sample's part for region 100000" in out.err
     assert _zhida(node, "search", "食品经营许可", "--region", "420100", "--subregions") == 0
     out = capsys.readouterr()
     assert "2-04-001-0000-000010" in out.out
@@ -36,6 +46,12 @@ def test_load_sample_search_coverage(
     tables = capsys.readouterr().out
     assert "coverage per department" in tables
     assert "coverage per region" in tables
+    rows = _table_rows(tables)
+    # region, department, resources, demands, met, unmet, negative-listed items
+    assert ["420100", "武汉市公安局", "1", "0", "0", "0", "1"] in rows
+    assert ["420102", "武汉市江岸区政务服务和大数据管理局", "0", "3", "2", "1", "0"] in rows
+    assert ["", "total", "25", "8", "5", "3", "5"] in rows
+    assert ["420102", "2", "3", "2", "1", "0"] in rows  # the per-region table
     assert _zhida(node, "search", "--region", "12") == 2
     assert "INVALID_SEARCH" in capsys.readouterr().err
 

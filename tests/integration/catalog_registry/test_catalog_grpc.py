@@ -1,8 +1,9 @@
 """CatalogService on a real node: the sample catalogue over the wire, then every list.
 
-One node (SQLite) per module; the sample catalogue is loaded once through
-gRPC exactly as ``zhida catalog load-sample`` does, by each provider
-department with the admin filling the negative list.
+One national node (SQLite) per module, so the whole sample is within its
+region; the sample catalogue is loaded once through gRPC exactly as
+``zhida catalog load-sample`` does, by each provider department with the
+admin filling the negative list.
 """
 
 from __future__ import annotations
@@ -39,8 +40,8 @@ def catalog(node: NodeHandle) -> pb_grpc.CatalogServiceStub:
 
 
 @pytest.fixture(scope="module")
-def loaded(catalog: pb_grpc.CatalogServiceStub, caller: Caller) -> LoadedSample:
-    return load_sample(catalog, caller.by_uscc)
+def loaded(node: NodeHandle, catalog: pb_grpc.CatalogServiceStub, caller: Caller) -> LoadedSample:
+    return load_sample(catalog, caller.by_uscc, region=node.config.node.region_code)
 
 
 def test_sample_round_trip(loaded: LoadedSample) -> None:
@@ -103,8 +104,23 @@ def test_search_get_history_supply(
     )
     (entry,) = supply.entries
     assert entry.code == HOUSEHOLD
-    assert "人像照片" in entry.withheld_items
+    assert list(entry.withheld_items) == ["人像照片"]  # marked not shared and negative-listed
     assert "人像照片" not in [i.name for i in entry.offered_items]
+    assert entry.delivery_service == "hosted"  # the node's hosted provider delivers it
+    wuhan = catalog.GetSupplyList(
+        pb.GetSupplyListRequest(region_code="420100", page_size=100), metadata=md
+    )
+    assert {e.region_code for e in wuhan.entries} == {"420100", "420102"}  # and below
+    expected = {
+        s.code.text for s in sample_catalogue().resources if s.region_code in ("420100", "420102")
+    }
+    assert {e.code for e in wuhan.entries} == expected
+    biometric = catalog.GetSupplyList(
+        pb.GetSupplyListRequest(region_code="100000", provider_code=DEPARTMENTS["mps"].uscc),
+        metadata=md,
+    )
+    whole = next(e for e in biometric.entries if e.code == "1-01-003-0000-000004")
+    assert (whole.delivery_service, list(whole.offered_items)) == ("", [])  # not shared
 
 
 def test_update_keeps_history_and_checks_the_version(
@@ -140,7 +156,7 @@ def test_demands_matches_and_todo(
     assert "营业执照" in restaurant.candidates[0].name
     mine = catalog.ListDemands(pb.ListDemandsRequest(), metadata=caller.dept("ja-gov"))
     assert {m.demand.spec.requester_code for m in mine.demands} == {DEPARTMENTS["ja-gov"].uscc}
-    assert len(mine.demands) == 2
+    assert len(mine.demands) == 3
     others = failure(
         catalog.ListDemands,
         pb.ListDemandsRequest(requester_code=DEPARTMENTS["js-approval"].uscc),
@@ -156,6 +172,13 @@ def test_demands_matches_and_todo(
     report = catalog.GetUnmetDemandReport(pb.GetUnmetDemandReportRequest(), metadata=caller.admin)
     wanted = {u.demand.spec.wanted_text for t in report.todos for u in t.demands}
     assert {"残疾人证信息", "需要职工人事档案信息"} <= wanted
+    civil = DEPARTMENTS["wh-civil"].uscc
+    own = catalog.GetUnmetDemandReport(
+        pb.GetUnmetDemandReportRequest(), metadata=caller.dept("wh-civil")
+    )
+    assert [
+        (t.provider_code, [u.demand.spec.wanted_text for u in t.demands]) for t in own.todos
+    ] == [(civil, ["需要婚姻信息"])]
 
 
 def test_negative_list_and_release_checks(
@@ -211,7 +234,7 @@ def test_coverage_report(
     by_region = {r.region_code: r for r in report.regions}
     assert sum(r.resources_supplied for r in report.regions) == len(loaded.resources)
     assert sum(r.demands_filed for r in report.regions) == len(loaded.demands)
-    assert by_region["420102"].demands_filed == 2
+    assert by_region["420102"].demands_filed == 3
     assert sum(r.negative_listed_items for r in report.departments) >= 3
 
 
@@ -242,7 +265,7 @@ def test_export_catalog_and_change_feed(
     )
     assert [c.sequence for c in feed.changes] == [1, 2, 3, 4, 5]
     assert feed.next_cursor == 5
-    assert feed.changes[0].origin_region == "420102"  # the node's own region
+    assert feed.changes[0].origin_region == "100000"  # the node's own region
     refused = failure(
         catalog.ExportChanges, pb.ExportChangesRequest(), metadata=caller.dept("ja-gov")
     )

@@ -13,6 +13,7 @@ from catalog_registry.client import load_sample
 from catalog_registry.sample_data import PIPL_28
 from tests.fixtures.node import NodeFactory, NodeHandle
 from tests.fixtures.postgres import reset_pg_schema
+from tests.integration.catalog_registry.conftest import NATIONAL
 from tests.integration.catalog_registry.support import Caller
 from zhida.catalog.v1 import catalog_service_pb2 as pb
 from zhida.catalog.v1 import catalog_service_pb2_grpc as pb_grpc
@@ -24,7 +25,9 @@ pytestmark = pytest.mark.integration
 def pg_node(node_factory: NodeFactory, pg_database_url: str) -> NodeHandle:
     reset_pg_schema(pg_database_url)
     return node_factory.start(
-        {"ZHIDA_DATABASE__URL": pg_database_url}, args=("--workers", "2"), name="catalog-pg"
+        {"ZHIDA_DATABASE__URL": pg_database_url, **NATIONAL},
+        args=("--workers", "2"),
+        name="catalog-pg",
     )
 
 
@@ -32,7 +35,7 @@ def test_sample_on_postgresql_with_two_workers(pg_node: NodeHandle) -> None:
     caller = Caller(pg_node)
     # Separate connections, so that calls are spread over both worker processes.
     stubs = [pb_grpc.CatalogServiceStub(pg_node.channel(fresh_connection=True)) for _ in range(4)]
-    loaded = load_sample(stubs[0], caller.by_uscc)
+    loaded = load_sample(stubs[0], caller.by_uscc, region=pg_node.config.node.region_code)
     assert all(m.candidates for m in loaded.demands[:5])
     for catalog in stubs:
         hits = catalog.SearchResources(

@@ -25,6 +25,8 @@ NOT_SHARED = "3-11-009-0000-000001"  # registered by the tests: not shared, not 
 DRAFT = "3-11-009-0000-000002"  # registered by the tests, never published
 POLICE = DEPARTMENTS["wh-police"]
 REQUESTER = DEPARTMENTS["ja-samr"]
+# A node's catalogue holds its own region's resources: the whole sample needs a national node.
+NATIONAL_NODE = {"ZHIDA_NODE__REGION_CODE": "100000"}
 
 
 class People(Caller):
@@ -44,10 +46,11 @@ def exchange_stub(node: NodeHandle, *, fresh: bool = False) -> pb_grpc.ExchangeS
 
 
 def load_catalogue(node: NodeHandle) -> People:
-    """The sample catalogue, plus a published not-shared resource and a draft (police's)."""
+    """The node's region's part of the sample catalogue (all of it at a national node), plus
+    a published not-shared resource and a draft (police's, 420100)."""
     people = People(node)
     catalog = cpb_grpc.CatalogServiceStub(node.channel())
-    load_sample(catalog, people.by_uscc)
+    load_sample(catalog, people.by_uscc, region=node.config.node.region_code)
     police = people.dept("wh-police")
     for code, share in ((NOT_SHARED, ShareType.NOT_SHARED), (DRAFT, ShareType.CONDITIONAL)):
         spec = make_spec(code, name=f"测试资源{code[-1]}", share=share)

@@ -79,7 +79,9 @@ def world(node_factory: NodeFactory, tmp_path_factory: pytest.TempPathFactory) -
         n: f"127.0.0.1:{free_port()}" for n in ("samr-registry", "bad-registry", "slow-registry")
     }
     providers_env = ",".join(f"{n}={a}" for n, a in addresses.items())
-    node = node_factory.start(env={"ZHIDA_EXCHANGE__PROVIDERS": providers_env}, name="exchange")
+    # 武汉's node: the catalogue holds its own region's resources (武汉市市场监督管理局's)
+    env = {"ZHIDA_EXCHANGE__PROVIDERS": providers_env, "ZHIDA_NODE__REGION_CODE": "420100"}
+    node = node_factory.start(env=env, name="exchange")
     logs = tmp_path_factory.mktemp("providers")
     providers = {
         "samr-registry": start_provider(node.env, addresses["samr-registry"], logs,

@@ -18,11 +18,12 @@ import grpc
 import pytest
 
 from exchange import wire
-from tests.fixtures.node import NodeHandle
+from tests.fixtures.node import NodeFactory, NodeHandle
 from tests.integration.catalog_registry.support import failure, fields
 from tests.integration.exchange.requests_support import (
     BIOMETRIC,
     DRAFT,
+    NATIONAL_NODE,
     NOT_SHARED,
     POLICE,
     REQUESTER,
@@ -42,6 +43,12 @@ from zhida.exchange.v1 import exchange_service_pb2_grpc as pb_grpc
 pytestmark = pytest.mark.integration
 
 Code = grpc.StatusCode
+
+
+@pytest.fixture(scope="module")
+def node(node_factory: NodeFactory) -> NodeHandle:
+    """A national node: the whole sample catalogue is within its region."""
+    return node_factory.start(NATIONAL_NODE, name="exchange-national")
 
 
 @pytest.fixture(scope="module")

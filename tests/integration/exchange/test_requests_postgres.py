@@ -13,6 +13,7 @@ import pytest
 from tests.fixtures.node import NodeFactory, NodeHandle
 from tests.fixtures.postgres import reset_pg_schema
 from tests.integration.exchange.requests_support import (
+    NATIONAL_NODE,
     REQUESTER,
     application,
     exchange_stub,
@@ -27,7 +28,9 @@ pytestmark = pytest.mark.integration
 def pg_node(node_factory: NodeFactory, pg_database_url: str) -> NodeHandle:
     reset_pg_schema(pg_database_url)
     return node_factory.start(
-        {"ZHIDA_DATABASE__URL": pg_database_url}, args=("--workers", "2"), name="exchange-pg"
+        {"ZHIDA_DATABASE__URL": pg_database_url, **NATIONAL_NODE},
+        args=("--workers", "2"),
+        name="exchange-pg",
     )
 
 

@@ -6,10 +6,11 @@
 the federation ports up front (so a node restarted later comes back on the
 same port) and starts the province, the city (parent: province) and the
 county (parent: city), each with its own data directory, SQLite database and
-dev keys. The sample catalogue is loaded on the province and the county (the
-county's copy stands in for catalogue federation): 湖北省人社厅's 社会保障卡信息
-(``2-03-001-0000-000005``, unconditional) belongs to region 420000, so an
-application for it made at the county is served by the province.
+dev keys. The province loads its region's part of the sample catalogue and
+holds the national resources as if pulled from a national node (none runs
+here); catalogue federation brings them down to the county: 湖北省人社厅's
+社会保障卡信息 (``2-03-001-0000-000005``, unconditional) belongs to region
+420000, so an application for it made at the county is served by the province.
 
 :class:`NodeCaller` plays a neighbour node by hand — its credentials, its
 assertions and hop records — to send ``Forward`` envelopes straight to a
@@ -24,13 +25,16 @@ import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import grpc
 
-from catalog_registry import wire as catalog_wire
+from catalog_registry.federation import Federation
+from catalog_registry.model import Change, Resource, ResourceStatus
 from catalog_registry.sample_data import DEPARTMENTS, sample_catalogue
+from catalog_registry.sql import SqlCatalogRepository
 from exchange.federation.assertion import CallerClaims, Custody, NodeSigner
 from exchange.federation.targets import digest_input
 from tests.fixtures.node import NodeFactory, NodeHandle
@@ -40,13 +44,15 @@ from tests.unit.exchange.federation.support import FederationPki
 from zhida.auth.principal import Principal, Role
 from zhida.catalog.v1 import catalog_service_pb2 as cpb
 from zhida.catalog.v1 import catalog_service_pb2_grpc as cpb_grpc
+from zhida.db import Database
 from zhida.exchange.v1 import exchange_service_pb2 as xpb
 from zhida.exchange.v1 import exchange_service_pb2_grpc as xpb_grpc
 from zhida.federation.v1 import federation_service_pb2 as fpb
 from zhida.federation.v1 import federation_service_pb2_grpc as fpb_grpc
 from zhida.localnode import free_port
+from zhida.regions import Level
 
-PROVINCE, CITY, COUNTY = "420000", "420100", "420102"
+NATIONAL, PROVINCE, CITY, COUNTY = "100000", "420000", "420100", "420102"
 SOCIAL_CARD = "2-03-001-0000-000005"  # 湖北省人社厅 (420000), unconditional
 NATIONAL_ID = "1-01-002-0000-000003"  # 公安部 (100000): no node above the province here
 APPLY = "/zhida.exchange.v1.ExchangeService/ApplyForData"
@@ -165,20 +171,40 @@ def start_chain(factory: NodeFactory, tls_root: Path, pki: FederationPki) -> Cha
     for region in (PROVINCE, CITY, COUNTY):
         chain.start(region)
     load_catalogue(chain.province)
+    seed_from_national(chain.province, (NATIONAL_ID,))
     ensure_resources(chain.county, (SOCIAL_CARD, NATIONAL_ID))
     return chain
 
 
+def seed_from_national(node: NodeHandle, codes: tuple[str, ...]) -> None:
+    """Import national sample resources into ``node``'s catalogue as its pull from a national
+    parent would (``Federation.import_from_parent``): no national node runs in the chain, and
+    a node registers only its own region's resources."""
+    specs = {spec.code.text: spec for spec in sample_catalogue().resources}
+    now = datetime.now(UTC)
+    changes = [
+        Change(n, Resource(specs[code], Level.NATIONAL, 2, ResourceStatus.PUBLISHED, now, now,
+                           published_at=now, updated_by="clerk@mps"), NATIONAL, n)
+        for n, code in enumerate(codes, start=1)
+    ]  # fmt: skip
+    database = Database(node.config.database.url)
+    try:
+        federation = Federation(SqlCatalogRepository(database), node.config.node.region_code)
+        report = federation.import_from_parent(changes)
+    finally:
+        database.dispose()
+    assert report.imported == len(codes), report
+
+
 def ensure_resources(node: NodeHandle, codes: tuple[str, ...], wait: float = 15.0) -> None:
-    """Make ``codes`` (sample resources) known to ``node``'s catalogue.
+    """Wait until ``codes`` (sample resources of the regions above) are in ``node``'s catalogue.
 
     Catalogue federation (the nodes' background pull) brings them down within a
-    few sync intervals; whatever has not arrived after ``wait`` seconds is
-    registered and published here directly, as its provider.
+    few sync intervals; AssertionError naming the missing ones after ``wait``
+    seconds (a node does not register another region's resources).
     """
     people = Caller(node)
     stub = cpb_grpc.CatalogServiceStub(node.channel())
-    specs = {spec.code.text: spec for spec in sample_catalogue().resources}
 
     def known(code: str) -> bool:
         try:
@@ -194,16 +220,7 @@ def ensure_resources(node: NodeHandle, codes: tuple[str, ...], wait: float = 15.
     while missing and time.monotonic() < deadline:
         time.sleep(0.5)
         missing = [c for c in missing if not known(c)]
-    for code in missing:
-        spec = specs[code]
-        md = people.by_uscc(spec.provider_code)
-        with contextlib.suppress(grpc.RpcError):  # arrived meanwhile: ALREADY_EXISTS
-            stub.RegisterResource(
-                cpb.RegisterResourceRequest(resource=catalog_wire.spec_to_pb(spec)),
-                metadata=md,
-                timeout=10,
-            )
-            stub.PublishResource(cpb.PublishResourceRequest(code=code), metadata=md, timeout=10)
+    assert not missing, f"not pulled down to {node.config.node.region_code}: {missing}"
 
 
 def apply_request(purpose: str = "开办餐饮店一件事：核验经营者社保") -> xpb.ApplyForDataRequest:

@@ -65,7 +65,7 @@ def test_coverage_rows(repo: InMemoryCatalogRepository, sample_demands: list[Dem
     mps = by_dept[("100000", "中华人民共和国公安部")]
     assert (mps.resources_supplied, mps.negative_listed_items) == (3, 3)  # whole 生物识别: 3 items
     jiangan = by_dept[("420102", "武汉市江岸区政务服务和大数据管理局")]
-    assert (jiangan.demands_filed, jiangan.demands_met, jiangan.demands_unmet) == (2, 2, 0)
+    assert (jiangan.demands_filed, jiangan.demands_met, jiangan.demands_unmet) == (3, 2, 1)
     civil = by_dept[("420100", "武汉市民政局")]
     assert (civil.demands_filed, civil.demands_unmet) == (1, 1)
     regions = {r.region_code: r for r in report.regions}

@@ -30,7 +30,7 @@ def node(region: str) -> Principal:
 class Node:
     def __init__(self, region: str, clock: StepClock) -> None:
         self.repo = InMemoryCatalogRepository()
-        self.registry = CatalogRegistry(self.repo, clock)
+        self.registry = CatalogRegistry(self.repo, clock, node_region=region)
         self.federation = Federation(self.repo, region)
 
 

@@ -28,11 +28,14 @@ PHOTO = ("1-01-001-0000-000002", "人像照片")  # negative-listed in the sampl
 
 @pytest.fixture
 def workers(tmp_path: Path) -> Iterator[tuple[LiveCatalog, LiveCatalog]]:
-    """Two LiveCatalogs on one database, as two ``zhida serve`` workers would have."""
+    """Two LiveCatalogs on one database, as two ``zhida serve`` workers would have.
+
+    A national node's: the whole sample is within its region.
+    """
     with ExitStack() as stack:
         url = f"sqlite:///{tmp_path / 'catalog.db'}"
-        first = LiveCatalog(open_store(url, stack), "420102", clock=StepClock())
-        second = LiveCatalog(open_store(url, stack), "420102", clock=StepClock())
+        first = LiveCatalog(open_store(url, stack), "100000", clock=StepClock())
+        second = LiveCatalog(open_store(url, stack), "100000", clock=StepClock())
         yield first, second
 
 
@@ -95,10 +98,14 @@ def test_demand_pages_and_todo_lists(loaded: tuple[LiveCatalog, LiveCatalog]) ->
     assert len(page) == 3
     assert token
     rest, end = live.list_demands(admin, None, False, 10, token)
-    assert len(rest) == 4
+    assert len(rest) == 5
     assert end == ""
     unmet, _ = live.list_demands(admin, None, True, 10, "")
-    assert {m.demand.spec.wanted_text for m in unmet} == {"残疾人证信息", "需要职工人事档案信息"}
+    assert {m.demand.spec.wanted_text for m in unmet} == {
+        "需要婚姻信息",
+        "残疾人证信息",
+        "需要职工人事档案信息",
+    }
     with pytest.raises(InvalidArgument):
         live.list_demands(admin, None, True, 10, token)  # a token of other filters
     ja = department_principal("ja-gov")
@@ -107,9 +114,31 @@ def test_demand_pages_and_todo_lists(loaded: tuple[LiveCatalog, LiveCatalog]) ->
     with pytest.raises(PermissionDenied):
         live.list_demands(ja, DEPARTMENTS["wh-civil"].uscc, False, 10, "")
     todos = live.unmet_report(admin, None)
-    assert sum(len(t.demands) for t in todos) == 2
+    assert sum(len(t.demands) for t in todos) == 3
     civil = department_principal("wh-civil")
-    assert all(t.provider_code == civil.organisation for t in live.unmet_report(civil, None))
+    (own,) = live.unmet_report(civil, None)  # a department sees only its own to-do list
+    assert own.provider_code == civil.organisation
+    assert [u.demand.spec.wanted_text for u in own.demands] == ["需要婚姻信息"]
+    assert live.unmet_report(department_principal("wh-water"), None) == []
+
+
+def test_a_county_node_keeps_to_its_region(tmp_path: Path) -> None:
+    with ExitStack() as stack:
+        url = f"sqlite:///{tmp_path / 'county.db'}"
+        county = LiveCatalog(open_store(url, stack), "420102", clock=StepClock())
+        with pytest.raises(InvalidArgument) as info:
+            county.registry.register(sample_admin(), make_spec(dept="wh-police"))  # 420100
+        assert info.value.reason == "OUTSIDE_NODE_REGION"
+        row = {"code": "3-20-001-0000-000001", "name": "武汉资源", "provider_code":
+               DEPARTMENTS["wh-police"].uscc, "provider_name": "武汉市公安局",
+               "region_code": "420100", "share_type": "unconditional",
+               "items": [{"name": "姓名", "type": "string"}]}  # fmt: skip
+        with pytest.raises(InvalidArgument) as imported:
+            county.import_file(sample_admin(), json.dumps([row], ensure_ascii=False), csv=False)
+        assert [v.field for v in imported.value.violations] == ["rows[1].region_code"]
+        demands = load_sample(county.registry, county.negative_list())
+        assert {r.region_code for r in county.repo.iter_resources()} == {"420102"}
+        assert len(demands) == 3  # 江岸区政务服务和大数据管理局's
 
 
 def test_import_names_bad_rows_and_export_reads_back(

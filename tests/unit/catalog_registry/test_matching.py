@@ -123,10 +123,15 @@ def test_unmet_demands_grouped_per_candidate_provider(
 ) -> None:
     matches = index.match_all(sample_demands)
     unmet = {m.demand.spec.wanted_text for m in matches if not m.met}
-    assert unmet == {"残疾人证信息", "需要职工人事档案信息"}
-    todo = unmet_report(matches)
+    assert unmet == {"需要婚姻信息", "残疾人证信息", "需要职工人事档案信息"}
+    todo = unmet_report(matches)  # the default threshold
+    assert [(t.provider_name, [u.demand.spec.wanted_text for u in t.demands]) for t in todo] == [
+        ("武汉市民政局", ["需要婚姻信息"]),  # like its 婚姻登记信息, not enough to meet it
+        ("", ["残疾人证信息", "需要职工人事档案信息"]),
+    ]
+    assert todo[0].provider_code == DEPARTMENTS["wh-civil"].uscc
+    assert todo[0].demands[0].near_misses[0].name == "婚姻登记信息"
     assert todo[-1].provider_code == UNASSIGNED
-    assert {u.demand.spec.wanted_text for t in todo for u in t.demands} == unmet
     extra = index.match(demand("企业年报公示信息补充", dept="ja-gov"))
     assert not extra.met
     assert extra.candidates[0].name == "企业年度报告信息"

@@ -44,6 +44,7 @@ def test_duplicate_code_is_refused(registry: CatalogRegistry, police: Principal)
         registry.register(police, make_spec(name="另一个名称"))
     assert info.value.reason == "RESOURCE_EXISTS"
     assert info.value.metadata["code"] == "1-01-001-0000-000101"
+    assert [v.field for v in info.value.violations] == ["code"]
 
 
 def test_register_invalid_spec_lists_violations(

@@ -84,8 +84,14 @@ def test_insert_is_all_or_nothing(store: CatalogRepository) -> None:
     with pytest.raises(AlreadyExists) as info:
         store.insert_resources([res("1-01-001-0000-000002"), res("1-01-001-0000-000001")])
     assert info.value.reason == "RESOURCE_EXISTS"
-    with pytest.raises(AlreadyExists):
+    assert info.value.metadata["code"] == "1-01-001-0000-000001"
+    assert [v.field for v in info.value.violations] == ["resources[1].code"]
+    with pytest.raises(AlreadyExists) as info:
+        store.insert_resources([res("1-01-001-0000-000001")])
+    assert [v.field for v in info.value.violations] == ["code"]
+    with pytest.raises(AlreadyExists) as info:
         store.insert_resources([res("1-01-001-0000-000003"), res("1-01-001-0000-000003")])
+    assert [v.field for v in info.value.violations] == ["resources[1].code"]
     assert [r.key for r in store.iter_resources()] == ["1-01-001-0000-000001"]
     assert len(store.changes_since(0, 100)) == 1
 

@@ -8,7 +8,7 @@ from collections.abc import Callable
 import pytest
 
 from catalog_registry.memory import InMemoryCatalogRepository
-from catalog_registry.model import Demand, ResourceStatus, ShareType
+from catalog_registry.model import DataItem, DataType, Demand, ResourceStatus, ShareType
 from catalog_registry.registry import CatalogRegistry
 from catalog_registry.sample_data import DEPARTMENTS
 from catalog_registry.search import SearchPage, SearchRequest, search
@@ -43,6 +43,24 @@ def test_chinese_keywords_rank_by_share_of_grams(
 def test_keywords_search_item_names_too(repo: InMemoryCatalogRepository, police: Principal) -> None:
     page = search(repo, police, SearchRequest(keywords="准驾车型"))
     assert names(page)[0] == "机动车驾驶证信息"
+
+
+def test_english_keywords_find_a_resource(
+    registry: CatalogRegistry, repo: InMemoryCatalogRepository, police: Principal
+) -> None:
+    items = (DataItem("GeoJSON 边界", DataType.STRING), DataItem("名称", DataType.STRING))
+    spec = make_spec(
+        "3-12-002-0000-000101", name="城市 GIS 地理信息", items=items, share=ShareType.UNCONDITIONAL
+    )
+    registry.register(police, spec)
+    registry.publish(police, spec.code)
+    page = search(repo, police, SearchRequest(keywords="GIS"))
+    assert [(h.resource.key, h.score) for h in page.hits] == [("3-12-002-0000-000101", 1000)]
+    by_item = search(repo, police, SearchRequest(keywords="geojson"))  # any case, item names
+    assert names(by_item) == ["城市 GIS 地理信息"]
+    mixed = search(repo, police, SearchRequest(keywords="GIS OFD"))  # one word of two
+    assert [(h.resource.key, h.score) for h in mixed.hits] == [("3-12-002-0000-000101", 500)]
+    assert names(search(repo, police, SearchRequest(keywords="OFD"))) == []
 
 
 def test_filters(repo: InMemoryCatalogRepository, police: Principal) -> None:
