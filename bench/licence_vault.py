@@ -5,7 +5,10 @@
    record and audit event durable before the answer) versus a bare
    ``grpc.aio`` echo whose response has the same size, same client, same run,
    rounds alternating. Target: ratio >= 0.5 (the median of the per-round
-   ratios). The servers' CPU time per call (from /proc) is reported too.
+   ratios). The servers' CPU time per call (from /proc) is reported too, and,
+   in the same rounds, a floor: ``bench/bare_fetch_server.py`` does only the
+   fetch's database work (one read, one fsynced use record) and compares the
+   token, with no policy, audit log, metrics or logging.
 2. **Look-up by holder** with 1,000,000 licences in the store, on SQLite and
    on PostgreSQL: rows are bulk-loaded (SQLite ``executemany`` in large
    transactions, PostgreSQL ``COPY``), then ``SqlLicenceStore.by_holder`` is
@@ -54,7 +57,7 @@ from sqlalchemy.engine import make_url
 from stdnum.cn import uscc as stdnum_uscc
 
 from bench.load import LoadStats, median_stats, run_load
-from bench.procs import bare_echo_server, pg_database, zhida_node
+from bench.procs import bare_echo_server, bare_fetch_server, pg_database, zhida_node
 from licence_vault.deployment_signer import DeploymentPdf, DeploymentSigner, open_deployment
 from licence_vault.identifier import LicenceId
 from licence_vault.model import IssueRequest
@@ -144,8 +147,35 @@ async def _measure_echo(address: str, size: int) -> LoadStats:
         return await _load(call)
 
 
+def _floor_setup(
+    path: Path, fetch: pb.FetchLicencesRequest, token: str, response: pb.FetchLicencesResponse
+) -> Path:
+    """What bench/bare_fetch_server.py needs to answer ``fetch`` as the node did."""
+    item = response.licences[0]
+    path.write_text(
+        json.dumps(
+            {
+                "token": token,
+                "consent_id": fetch.consent_id,
+                "organisation": PORTAL,
+                "matter_code": fetch.matter_code,
+                "licence_id": item.licence.licence_id,
+                "holder_code": fetch.holder_code,
+                "type_code": fetch.type_codes[0],
+                "jws": item.jws,
+                "response": response.SerializeToString().hex(),
+            }
+        )
+    )
+    return path
+
+
 def _fetch_vs_echo() -> dict[str, Any]:
-    with bare_echo_server() as bare, zhida_node() as node:
+    with (
+        bare_echo_server() as bare,
+        zhida_node() as node,
+        tempfile.TemporaryDirectory(prefix="zhida-bench-floor-") as floor_dir,
+    ):
         config = load_config(None, env=node.env)
 
         def md(role: Role, org: str, subject: str) -> tuple[tuple[str, str], ...]:
@@ -180,37 +210,48 @@ def _fetch_vs_echo() -> dict[str, Any]:
                 consent_id=consent.consent_id,
             )  # fmt: skip
             portal = md(Role.APPLICATION, PORTAL, "portal")
-            size = stub.FetchLicences(fetch, metadata=portal).ByteSize()
-        bare_runs, zhida_runs = [], []
-        bare_cpu, zhida_cpu, round_ratios = [], [], []
-        for _ in range(ROUNDS):
-            cpu = bare.cpu_seconds()
-            bare_runs.append(asyncio.run(_measure_echo(bare.address, size)))
-            bare_cpu.append((bare.cpu_seconds() - cpu) / max(1, bare_runs[-1].calls))
-            cpu = node.cpu_seconds()
-            zhida_runs.append(asyncio.run(_measure_fetch(node.address, fetch, portal)))
-            zhida_cpu.append((node.cpu_seconds() - cpu) / max(1, zhida_runs[-1].calls))
-            round_ratios.append(zhida_runs[-1].throughput / bare_runs[-1].throughput)
-    bare_stats, zhida_stats = median_stats(bare_runs), median_stats(zhida_runs)
+            response = stub.FetchLicences(fetch, metadata=portal)
+            size = response.ByteSize()
+        setup = _floor_setup(Path(floor_dir) / "setup.json", fetch, portal[0][1], response)
+        with bare_fetch_server(setup) as floor:
+            runs: dict[str, list[LoadStats]] = {"bare": [], "floor": [], "zhida": []}
+            cpu: dict[str, list[float]] = {"bare": [], "floor": [], "zhida": []}
+            round_ratios, floor_ratios = [], []
+            servers = {"bare": bare, "floor": floor, "zhida": node}
+            for _ in range(ROUNDS):
+                for name, server in servers.items():
+                    before = server.cpu_seconds()
+                    if name == "bare":
+                        stats = asyncio.run(_measure_echo(server.address, size))
+                    else:
+                        stats = asyncio.run(_measure_fetch(server.address, fetch, portal))
+                    runs[name].append(stats)
+                    cpu[name].append((server.cpu_seconds() - before) / max(1, stats.calls))
+                echo = runs["bare"][-1].throughput
+                round_ratios.append(runs["zhida"][-1].throughput / echo)
+                floor_ratios.append(runs["floor"][-1].throughput / echo)
     ratio = round(statistics.median(round_ratios), 3)
     return {
         "response_bytes": size,
         "concurrency": CONCURRENCY,
-        "bare": bare_stats,
-        "zhida": zhida_stats,
+        "bare": median_stats(runs["bare"]),
+        "zhida": median_stats(runs["zhida"]),
+        "floor": median_stats(runs["floor"]),
         "ratio": ratio,
         "ratio_method": "median over rounds of fetch/echo throughput of adjacent rounds",
         "round_ratios": [round(r, 3) for r in round_ratios],
+        "floor_ratio": round(statistics.median(floor_ratios), 3),
+        "floor_round_ratios": [round(r, 3) for r in floor_ratios],
+        "floor_is": (
+            "bench/bare_fetch_server.py: token compared, one statement reading consent and "
+            "JWS, consent checked, use record fsynced before the answer; nothing else"
+        ),
         "server_cpu_us_per_call": {
-            "bare": round(statistics.median(bare_cpu) * 1e6, 1),
-            "zhida": round(statistics.median(zhida_cpu) * 1e6, 1),
+            name: round(statistics.median(values) * 1e6, 1) for name, values in cpu.items()
         },
         "met": ratio >= FETCH_TARGET,
-        "errors": sum(r.errors for r in bare_runs + zhida_runs),
-        "runs": {
-            "bare": [r.as_dict() for r in bare_runs],
-            "zhida": [r.as_dict() for r in zhida_runs],
-        },
+        "errors": sum(r.errors for rs in runs.values() for r in rs),
+        "runs": {name: [r.as_dict() for r in rs] for name, rs in runs.items()},
     }
 
 
@@ -400,7 +441,8 @@ def _fetch_figure(fetch: dict[str, Any]) -> str:
         return "fetch skipped"
     return (
         f"fetch {fetch['zhida']['throughput']:.0f}/s vs echo {fetch['bare']['throughput']:.0f}/s "
-        f"({fetch['response_bytes']} B): ratio {fetch['ratio']}"
+        f"({fetch['response_bytes']} B): ratio {fetch['ratio']} (floor: a bare fetch server "
+        f"{fetch['floor']['throughput']:.0f}/s, ratio {fetch['floor_ratio']})"
     )
 
 

@@ -54,6 +54,13 @@ def bare_echo_server(tls: tuple[Path, Path, Path] | None = None) -> Iterator[Ser
 
 
 @contextlib.contextmanager
+def bare_fetch_server(setup: Path) -> Iterator[Server]:
+    """The floor of a licence fetch (bench/bare_fetch_server.py), answering as ``setup`` says."""
+    with _bare_process("bench.bare_fetch_server", str(setup)) as server:
+        yield server
+
+
+@contextlib.contextmanager
 def bare_relay(provider: str) -> Iterator[Server]:
     """A bare grpc.aio relay to the DataProviderService at ``provider`` (bench/bare_relay.py)."""
     with _bare_process("bench.bare_relay", provider) as server:
