@@ -71,8 +71,9 @@ class Action(enum.StrEnum):
     dataset's changes / cancels it. ``share.*``: a share request is filed / decided by the
     provider's admin. ``grant.*``: a grant is created from an approved request
     / revoked. ``licence.*``: electronic licence lifecycle (issue, amend,
-    suspend, resume, revoke) and use (fetch by a workflow, verify by a relying
-    party). ``consent.*``: a holder consents to a use / withdraws it.
+    suspend, resume, revoke; expire: the node's job stored a lapsed licence
+    expired) and use (fetch by a workflow, verify by a relying party).
+    ``consent.*``: a holder consents to a use / withdraws it.
     ``catalog.change`` / ``negative_list.change``: the catalogue or the negative
     list is edited. ``auth.failure``: a call was refused for a bad or missing
     credential.
@@ -92,6 +93,7 @@ class Action(enum.StrEnum):
     LICENCE_SUSPEND = "licence.suspend"
     LICENCE_RESUME = "licence.resume"
     LICENCE_REVOKE = "licence.revoke"
+    LICENCE_EXPIRE = "licence.expire"
     LICENCE_FETCH = "licence.fetch"
     LICENCE_VERIFY = "licence.verify"
     CONSENT_GIVE = "consent.give"

@@ -158,7 +158,8 @@ class DeploymentSigner:
 
     def sign_status_list(self, issuer_code: str, uri: str, status_list: StatusList) -> str:
         department = self.deployment.department(issuer_code)
-        chain = (department.certificate, self.deployment.ca_certificate)
+        # the whole chain up to the root: a node below a parent's CA must carry that CA too
+        chain = (department.certificate, *self.deployment.ca_chain)
         return sign_status_list_token(
             self.deployment.key_store, department.key_id, chain, uri=uri, status_list=status_list
         )

@@ -3,10 +3,11 @@
 Every stored status change is signed by the issuer (:func:`change_record`)
 and appended to the licence's history. A licence whose validity period has
 ended is *expired*: reads report it at once (:meth:`Licence.effective_status`),
-and :func:`expire_due` — run by ``zhida licence expire`` (cron, an operator)
-— stores it, one signed ``expire`` event per licence. Running it again finds
-nothing to do; two runs at once cannot both expire a licence (the store's
-compare-and-set decides).
+and :func:`expire_due` — run by the node every
+``licence.expire_interval_seconds`` (:mod:`licence_vault.expiry_job`) or by
+``zhida licence expire`` — stores it, one signed ``expire`` event per
+licence. Running it again finds nothing to do; two runs at once cannot both
+expire a licence (the store's compare-and-set decides).
 
 What expires, and what an expired licence still allows:
 
@@ -20,10 +21,13 @@ What expires, and what an expired licence still allows:
   end date; afterwards the holder applies anew); revoke stays possible —
   行政许可法 §70(一) has the issuer 注销 a licence that lapsed.
 
+The node's job records one audit event per licence from each page's
+:attr:`ExpiryReport.page`.
+
 Example::
 
-    report = vault.expire_due()                     # today, by the vault's clock
-    print(report.expired, report.skipped, report.failed)
+    report = vault.expire_due(on_progress=lambda r: print(r.page))  # this page's expiries
+    print(report.expired, report.skipped, report.failed)            # today, by the vault's clock
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
+from typing import NamedTuple
 
 from licence_vault.model import Licence, LicenceEvent, LicenceStatus
 from licence_vault.results import Actor
@@ -41,6 +46,7 @@ from zhida.errors import FailedPrecondition, ZhidaError
 __all__ = [
     "EXPIRE",
     "EXPIRY_SUBJECT",
+    "ExpiredLicence",
     "ExpiryReport",
     "change_record",
     "expire_due",
@@ -98,6 +104,15 @@ def refuse_if_ended(licence: Licence, action: str, today: date) -> None:
     )
 
 
+class ExpiredLicence(NamedTuple):
+    """A licence one page of :func:`expire_due` stored expired."""
+
+    licence_id: str
+    holder_code: str
+    issuer_code: str
+    valid_until: date
+
+
 @dataclass
 class ExpiryReport:
     """What one run of :func:`expire_due` did."""
@@ -108,6 +123,9 @@ class ExpiryReport:
     skipped: int = 0  # changed meanwhile (another run, a revocation, an amendment)
     failed: int = 0  # not signed: the issuer has no usable key or seal now
     failures: list[tuple[str, str, str]] = field(default_factory=list)  # id, reason, message
+    # what the latest page expired, replaced page by page (so bounded by the batch size):
+    # ``on_progress`` sees each page's, e.g. to audit every expiry of a long run
+    page: list[ExpiredLicence] = field(default_factory=list)
 
 
 def expire_due(
@@ -136,7 +154,12 @@ def expire_due(
         after = due[-1].licence_id
         report.due += len(due)
         events = _expire_events(signer, due, subject, now, report)
-        done = store.expire(events, at=now) if events else []
+        done = set(store.expire(events, at=now)) if events else set()
+        report.page = [
+            ExpiredLicence(lic.licence_id, lic.holder_code, lic.issuer_code, lic.valid_until)
+            for lic in due
+            if lic.licence_id in done and lic.valid_until is not None
+        ]
         report.expired += len(done)
         report.skipped += len(events) - len(done)
         if on_progress is not None:

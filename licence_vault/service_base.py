@@ -2,13 +2,15 @@
 
 How a node opens its vault (its database, blob store, signing deployment and,
 when the audit log shares the database, the audit commit that use records
-ride on: :mod:`licence_vault.journal`), who a token stands for, and the base
-class the handler groups share: the vault opened on first use, blocking work
-in the runtime's I/O threads, integrity failures logged and audited.
+ride on: :mod:`licence_vault.journal`) — once per runtime, shared by the
+service and the expiry job (:func:`shared_vault`) —, who a token stands for,
+and the base class the handler groups share: the vault opened on first use,
+blocking work in the runtime's I/O threads, integrity failures logged and
+audited.
 
 Example::
 
-    vault = open_vault(runtime)
+    vault = shared_vault(runtime)     # the same Vault for every caller on this runtime
     actor = actor_of(current_principal())
 """
 
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -33,7 +36,15 @@ from zhida.errors import IntegrityError
 from zhida.licence.v1 import licence_vault_service_pb2 as pb
 from zhida.server.runtime import NodeRuntime
 
-__all__ = ["MAX_PAGE", "ServiceBase", "actor_of", "holder_of", "open_vault", "status_base_uri"]
+__all__ = [
+    "MAX_PAGE",
+    "ServiceBase",
+    "actor_of",
+    "holder_of",
+    "open_vault",
+    "shared_vault",
+    "status_base_uri",
+]
 
 log = logging.getLogger("zhida.licence")
 
@@ -63,6 +74,20 @@ def open_vault(runtime: NodeRuntime) -> Vault:
         pdf=pdf,
         status_base_uri=status_base_uri(runtime.config.node.name),
     )
+
+
+_shared: weakref.WeakKeyDictionary[NodeRuntime, Vault] = weakref.WeakKeyDictionary()
+_shared_lock = threading.Lock()
+
+
+def shared_vault(runtime: NodeRuntime) -> Vault:
+    """The one vault of ``runtime`` (:func:`open_vault` on first use): the service and the
+    expiry job share its signer, caches and thread pool. Blocks; call it in a thread."""
+    with _shared_lock:  # a development node makes its PKI on first open: once
+        vault = _shared.get(runtime)
+        if vault is None:
+            vault = _shared[runtime] = open_vault(runtime)
+        return vault
 
 
 def actor_of(principal: Principal) -> Actor:
@@ -96,7 +121,7 @@ class ServiceBase:
         if self._vault is None:
             with self._vault_lock:
                 if self._vault is None:
-                    self._vault = open_vault(self._runtime)
+                    self._vault = shared_vault(self._runtime)
         return self._vault
 
     async def _ready(self) -> None:

@@ -125,6 +125,15 @@ class ExchangeConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class LicenceConfig:
+    """The node's electronic-licence vault (issue 5)."""
+
+    # how often the node stores 'expired' for licences past their end date; 0 = never
+    # (then run ``zhida licence expire`` from cron)
+    expire_interval_seconds: float = 3600.0
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     node: NodeConfig
     database: DatabaseConfig
@@ -135,6 +144,7 @@ class Config:
     federation: FederationConfig
     exchange: ExchangeConfig
     source: Path | None  # the TOML file read, if any
+    licence: LicenceConfig = LicenceConfig()
 
     @property
     def keys_dir(self) -> Path:
@@ -249,6 +259,7 @@ _SCHEMA: dict[str, tuple[_Parser, Any]] = {
     "exchange.providers": (_as_str_table, {}),
     "exchange.provider_token_file": (_as_str, ""),
     "exchange.provider_timeout_seconds": (_as_float, 10.0),
+    "licence.expire_interval_seconds": (_as_float, 3600.0),
 }
 
 
@@ -403,6 +414,7 @@ def _build(v: dict[str, Any], env: Mapping[str, str], source: Path | None) -> Co
         federation=federation,
         exchange=_exchange(v),
         source=source,
+        licence=_licence(v),
     )
 
 
@@ -474,3 +486,12 @@ def _exchange(v: dict[str, Any]) -> ExchangeConfig:
         provider_token_file=Path(token_file).expanduser() if token_file else None,
         provider_timeout_seconds=timeout,
     )
+
+
+def _licence(v: dict[str, Any]) -> LicenceConfig:
+    key = "licence.expire_interval_seconds"
+    interval = v[key]
+    # 0 turns the job off; below 1 s it would only re-read the same due licences
+    if interval != 0 and not 1 <= interval <= 7 * 86400:
+        raise ConfigError(key, "must be 0 (off) or between 1 and 604800 seconds (7 days)")
+    return LicenceConfig(expire_interval_seconds=interval)

@@ -44,7 +44,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import logging
 import os
 import random
@@ -65,6 +64,7 @@ from exchange.federation.licence_index import (
 from exchange.federation.state import SyncState
 from exchange.federation.witnessing import WitnessClient
 from zhida.config import Config
+from zhida.server.leader import try_lock
 from zhida.server.runtime import NodeRuntime
 
 __all__ = ["ChannelFactory", "FederationTasks", "LicenceIndexUplink", "start_federation"]
@@ -156,15 +156,8 @@ class FederationTasks:
             self._lock_fd = None
 
     def _try_lock(self) -> bool:
-        path = self.config.node.data_dir / "federation.lock"
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            os.close(fd)
-            return False
-        self._lock_fd = fd
-        return True
+        self._lock_fd = try_lock(self.config.node.data_dir / "federation.lock")
+        return self._lock_fd is not None
 
     async def _lead(self) -> None:
         while not self._try_lock():

@@ -36,6 +36,7 @@ from prometheus_client import CollectorRegistry
 
 from exchange.federation.background import start_federation
 from exchange.federation.licence_routing import push_licence_index
+from licence_vault.expiry_job import ExpiryJob, start_licence_expiry
 from zhida.config import Config
 from zhida.errors import ConfigError, ZhidaError
 from zhida.server.app import NodeServer, build_server
@@ -110,6 +111,7 @@ async def serve(
     sigs = _Signals(signals)
     runtime = NodeRuntime.open(config)
     endpoint: MetricsEndpoint | None = None
+    expiry: ExpiryJob | None = None
     try:
         metrics = RpcMetrics()
         if with_metrics_endpoint:
@@ -118,6 +120,8 @@ async def serve(
         await node.start()
         # work with federation neighbours (None standalone); licence-index pages go up by RPC
         jobs = start_federation(runtime, uplink=push_licence_index)
+        # stores 'expired' for lapsed licences every licence.expire_interval_seconds (None: 0)
+        expiry = start_licence_expiry(runtime)
         # Everything loaded so far lives as long as the process: keep the cyclic
         # GC from re-scanning it (SQLAlchemy, Alembic, protobuf...) on every pass.
         gc.collect()
@@ -141,6 +145,8 @@ async def serve(
         await sigs.stop.wait()
         if jobs is not None:
             await jobs.stop()
+        if expiry is not None:
+            expiry.halt()  # a run in flight ends after its page while calls drain
         grace = node_cfg.grace_seconds
         stopping = asyncio.ensure_future(node.stop(grace))
         hurry = asyncio.ensure_future(sigs.hurry.wait())
@@ -152,6 +158,8 @@ async def serve(
             stopping.cancel()
             await node.server.stop(0)
     finally:
+        if expiry is not None:  # waits for that page (bounded): it needs the runtime
+            await expiry.stop()
         if endpoint is not None:
             endpoint.close()
         runtime.close()

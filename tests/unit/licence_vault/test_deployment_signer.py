@@ -3,20 +3,24 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import subprocess
 from datetime import UTC, timedelta
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.serialization import Encoding
 
-from licence_vault.deployment_signer import open_deployment
+from licence_vault.deployment_signer import DeploymentSigner, open_deployment
 from licence_vault.model import LicenceStatus
 from licence_vault.signer import NO_VALID_SEAL
-from licence_vault.status_list import verify_status_list_token
+from licence_vault.status_list import StatusList, verify_status_list_token
 from licence_vault.types import BUSINESS_LICENCE, FOOD_BUSINESS_PERMIT
 from licence_vault.vault import Actor, Vault
 from licence_vault.verify import pdf_licence_claims
+from signing.canonical import b64url_decode
 from signing.deployment import Deployment
+from signing.trust import ChainVerifier
 from tests.unit.licence_vault.conftest import DEPARTMENTS, Clock, deployment_config
 from tests.unit.licence_vault.support import (
     JIANGAN_SAMR,
@@ -25,8 +29,9 @@ from tests.unit.licence_vault.support import (
     business_licence,
     food_permit,
 )
-from zhida.config import load_config
+from zhida.config import Config, load_config
 from zhida.errors import FailedPrecondition
+from zhida.regions import Level
 
 MATTER = "YJS-KBCYD"
 
@@ -184,3 +189,54 @@ def _pdf_text(pdf: bytes, stem: Path) -> str:
         timeout=60,
     )
     return done.stdout.decode("utf-8")
+
+
+def _grandchild(tmp_path: Path) -> tuple[Deployment, Deployment, Deployment]:
+    """The root holder (national), a province and a city below it: the city's CA was issued
+    by the province's, which the root issued."""
+
+    def config(region: str) -> Config:
+        env = {"ZHIDA_NODE__DATA_DIR": str(tmp_path / region), "ZHIDA_NODE__REGION_CODE": region}
+        return load_config(None, env=env)
+
+    def csr(cfg: Config, level: Level) -> bytes:
+        return Deployment.request_ca(cfg, level=level, env={}).public_bytes(Encoding.PEM)
+
+    root = Deployment.init(config("100000"), env={})
+    province_cfg, city_cfg = config("420000"), config("420100")
+    province = Deployment.import_ca(
+        province_cfg,
+        root.issue_sub_ca(csr(province_cfg, Level.PROVINCE), Level.PROVINCE),
+        root=root.root_certificate,
+        crls=root.crls(),
+        env={},
+    )
+    city = Deployment.import_ca(
+        city_cfg,
+        province.issue_sub_ca(csr(city_cfg, Level.CITY), Level.CITY),
+        root=root.root_certificate,
+        crls=province.verifier_bundle().trust.crls,
+        env={},
+    )
+    return root, province, city
+
+
+def test_status_lists_carry_the_whole_ca_chain_below_the_root(tmp_path: Path) -> None:
+    root, province, city = _grandchild(tmp_path)
+    uscc = "11420100MB00000009"
+    city.issue_department_cert("武汉市市场监督管理局", uscc)
+    uri = "zhida://wuhan/licence/v1/status-lists/" + uscc
+    token = DeploymentSigner(city).sign_status_list(uscc, uri, StatusList(16))
+    header = json.loads(b64url_decode(token.split(".")[0]))
+    assert len(city.ca_chain) == 2  # the city's CA and the province's above it
+    assert len(header["x5c"]) == 1 + len(city.ca_chain)
+    # a relying party that trusts only the root (with each CA's CRL) finds the path in x5c
+    crls = [
+        crl
+        for node in (province, city)
+        for crl in node.crls(refresh=False)
+        if crl.issuer == node.ca_certificate.subject
+    ]
+    trust = root.trust_bundle().with_crls(*crls)
+    verified = verify_status_list_token(token, ChainVerifier(trust), uri=uri, issuer_code=uscc)
+    assert verified.issuer_code == uscc
