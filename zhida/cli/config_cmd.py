@@ -127,6 +127,10 @@ def render(config: Config) -> Iterator[str]:
     yield f"provider_token_file = {_value(exchange.provider_token_file or '')}"
     yield f"provider_timeout_seconds = {_value(exchange.provider_timeout_seconds)}"
     yield from _table("exchange.providers", exchange.providers)
+    yield ""
+    yield "[licence]"
+    every = config.licence.expire_interval_seconds
+    yield f"expire_interval_seconds = {_value(every)}{'' if every else '  # off'}"
 
 
 def _table(name: str, pairs: tuple[tuple[str, str], ...]) -> Iterator[str]:

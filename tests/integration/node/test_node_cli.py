@@ -63,6 +63,7 @@ def test_config_check_prints_the_effective_config_with_secrets_masked(tmp_path: 
             "ZHIDA_BLOBSTORE__S3__ACCESS_KEY": "AKIDEXAMPLE",
             "ZHIDA_BLOBSTORE__S3__SECRET_KEY": "very-secret-key",
             "ZHIDA_NODE__REGION_CODE": "420100",
+            "ZHIDA_LICENCE__EXPIRE_INTERVAL_SECONDS": "0",
         },
     )
     cmd = [sys.executable, "-m", "zhida.cli.main", "config", "check"]
@@ -77,6 +78,7 @@ def test_config_check_prints_the_effective_config_with_secrets_masked(tmp_path: 
     assert 'region_code = "420100"  # city level' in out
     assert "[blobstore.s3]" in out
     assert 'listen = "127.0.0.1:0"' in out
+    assert "[licence]\nexpire_interval_seconds = 0.0  # off" in out
 
     env["ZHIDA_AUTH__ALGORITHMS"] = "RS256"
     result = _run(cmd, env, tmp_path)
