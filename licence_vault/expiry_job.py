@@ -52,12 +52,19 @@ from licence_vault.service_base import shared_vault
 from licence_vault.sql import SqlLicenceStore
 from licence_vault.vault import Vault
 from zhida.auth.principal import Principal, Role
+from zhida.server.audit import AuditRecorder
 from zhida.server.context import TRACE_ID
 from zhida.server.interceptor import new_trace_id
 from zhida.server.leader import try_lock
 from zhida.server.runtime import NodeRuntime
 
-__all__ = ["ExpiryJob", "VaultWhenDue", "node_vault_when_due", "start_licence_expiry"]
+__all__ = [
+    "ExpiryJob",
+    "VaultWhenDue",
+    "expiry_event",
+    "node_vault_when_due",
+    "start_licence_expiry",
+]
 
 log = logging.getLogger("zhida.licence")
 
@@ -201,7 +208,8 @@ class ExpiryJob:
 
     def _audit_page(self, report: ExpiryReport) -> None:
         if report.page:
-            events = [self._event(item) for item in report.page]
+            region = self.runtime.config.node.region_code
+            events = [expiry_event(self.runtime.recorder, item, region) for item in report.page]
             try:
                 self.runtime.audit.sequencer.append_many(events)
             except Exception:
@@ -216,27 +224,6 @@ class ExpiryJob:
                 raise
         if self._halt.is_set():
             raise _Halted  # stopping: leave the rest for the next start
-
-    def _event(self, item: ExpiredLicence) -> AuditEvent:
-        node = self.runtime.config.node
-        # the issuer's act (its key signed the history record), done by the node's job
-        principal = Principal(
-            subject=EXPIRY_SUBJECT,
-            role=Role.NODE,
-            organisation=item.issuer_code,
-            region_code=node.region_code,
-            expires_at=0,
-        )
-        return self.runtime.recorder.event(
-            Action.LICENCE_EXPIRE,
-            principal=principal,
-            licence_id=item.licence_id,
-            holder_id=item.holder_code,
-            details={
-                "status": LicenceStatus.EXPIRED.value,
-                "valid_until": item.valid_until.isoformat(),
-            },
-        )
 
     def _log(self, report: ExpiryReport) -> None:
         counts = {
@@ -258,3 +245,25 @@ class ExpiryJob:
             log.info("licence expiry: %d licences stored expired", report.expired, extra=counts)
         else:
             log.debug("licence expiry: nothing due", extra=counts)
+
+
+def expiry_event(recorder: AuditRecorder, item: ExpiredLicence, region_code: str) -> AuditEvent:
+    """The ``licence.expire`` event of one licence the job (or ``zhida licence expire``) stored."""
+    # the issuer's act (its key signed the history record), done by the expiry job
+    principal = Principal(
+        subject=EXPIRY_SUBJECT,
+        role=Role.NODE,
+        organisation=item.issuer_code,
+        region_code=region_code,
+        expires_at=0,
+    )
+    return recorder.event(
+        Action.LICENCE_EXPIRE,
+        principal=principal,
+        licence_id=item.licence_id,
+        holder_id=item.holder_code,
+        details={
+            "status": LicenceStatus.EXPIRED.value,
+            "valid_until": item.valid_until.isoformat(),
+        },
+    )

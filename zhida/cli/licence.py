@@ -299,15 +299,21 @@ def _print_verdict(console: Console, result: Verification) -> None:
 
 
 def cmd_expire(args: argparse.Namespace) -> int:
+    from audit_log.log import AuditLog
+    from licence_vault.expiry_job import expiry_event
     from licence_vault.lifecycle import ExpiryReport, expire_due
     from licence_vault.signer import open_signer
     from licence_vault.sql import SqlLicenceStore
     from zhida.db import Database
+    from zhida.server.audit import AuditRecorder
 
     if not 1 <= args.batch_size <= 1000:
         raise InvalidArgument("batch size must be 1..1000", reason="INVALID_BATCH_SIZE")
     config = _config(args)
     database = Database(config.database.url, pool_size=2)
+    # each expired licence gets its licence.expire event in the node's log, as the node's job does
+    log = AuditLog.open(config, database)
+    recorder = AuditRecorder(log, config.node.name)
     try:
         signer, _pdf = open_signer(config)
         progress = Progress(
@@ -321,6 +327,11 @@ def cmd_expire(args: argparse.Namespace) -> int:
             task = progress.add_task("", total=None, expired=0, skipped=0, failed=0)
 
             def update(report: ExpiryReport) -> None:
+                if report.page:  # durable before the next page is expired
+                    region = config.node.region_code
+                    log.sequencer.append_many(
+                        [expiry_event(recorder, item, region) for item in report.page]
+                    )
                 progress.update(
                     task, expired=report.expired, skipped=report.skipped, failed=report.failed
                 )
@@ -333,6 +344,7 @@ def cmd_expire(args: argparse.Namespace) -> int:
                 on_progress=update,
             )
     finally:
+        log.close()
         database.dispose()
     print(
         f"licences whose validity ended before {report.today.isoformat()}: {report.due} — "

@@ -386,6 +386,12 @@ def test_a_lapsed_licence_reads_expired_and_the_expiry_job_stores_it(
     assert after.versions[-1].status == pb.LICENCE_STATUS_EXPIRED
     verdict = p.stub.VerifyLicence(pb.VerifyLicenceRequest(jws=got.jws), metadata=p.portal)
     assert (verdict.valid, verdict.reason) == (False, "EXPIRED")
+    # whoever stored it (the command or the node's job) recorded it in the audit log, once
+    expired = p.audit.SearchEvents(
+        audit_pb.SearchEventsRequest(actions=["licence.expire"], licence_id=licence_id),
+        metadata=p.auditor,
+    )
+    assert len(expired.events) == 1
 
 
 def _zhida(node: NodeHandle, *args: str) -> subprocess.CompletedProcess[str]:
