@@ -17,11 +17,24 @@ region, never lets a child overwrite a resource owned outside its region,
 validates every resource, ignores replays (idempotent by origin region and
 sequence) and stale versions, and reports an outcome per change.
 
+Negative-list entries (负面清单) travel with their resource: adding or removing
+one appends a change of the resource's current version to the feed, and every
+exported change carries the resource's entries as they are at export
+(``Change.negative_entries``, with their legal basis). An import replaces the
+copy's entries with them — with a new version, or alone when the version is
+the one held and the entries differ (a change of the copy's current version
+appended to this node's feed, so they travel on) — so every node holding a
+copy holds its entries, and removals reach it too. Entries arrive in feed
+order from the one node a copy comes from, so a later export never carries
+older entries; a replay writes nothing. Entries naming another resource,
+without a legal basis or listing one item tuple twice refuse the change
+(``INVALID_NEGATIVE_ENTRY``).
+
 Example::
 
     province = Federation(province_repo, "420000")
     city = Federation(city_repo, "420100")
-    changes, cursor = city.export_changes(0, limit=100)
+    changes, cursor = city.export_changes(0, limit=100)    # each with its negative entries
     report = province.import_from_child(city_node_principal, "420100", changes)
     assert report.refused == 0
     down, _ = province.export_changes(0)
@@ -36,9 +49,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from catalog_registry.access import is_admin
-from catalog_registry.model import Change, Resource
+from catalog_registry.model import Change, NegativeEntry, Resource
 from catalog_registry.repository import CatalogRepository, region_of, region_within
-from catalog_registry.validation import region_violations, validate_spec
+from catalog_registry.validation import check_negative_entry, region_violations, validate_spec
 from zhida.auth.principal import Principal, Role
 from zhida.errors import FieldViolation, InvalidArgument, PermissionDenied
 
@@ -46,9 +59,9 @@ MAX_PAGE = 1000
 
 
 class ImportOutcome(enum.Enum):
-    IMPORTED = "imported"
+    IMPORTED = "imported"  # a new version, or new negative entries of the version held
     REPLAYED = "replayed"  # this (origin region, sequence) was imported before; nothing written
-    STALE = "stale"  # we already hold this version or a newer one; nothing written
+    STALE = "stale"  # we hold a newer version, or this one with these entries; nothing written
     REFUSED = "refused"  # out of the child's region, invalid, or owned elsewhere
 
 
@@ -107,14 +120,18 @@ class Federation:
             raise InvalidArgument(
                 "invalid change-feed request", reason="INVALID_CURSOR", violations=bad
             )
+        changes = self._repo.changes_since(since_cursor, limit)
+        # Read after the changes: entries at least as new as any change of the page.
+        entries = {key: tuple(self._repo.negative_entries(key)) for key in _keys(changes)}
         out = [
             Change(
                 c.sequence,
                 c.resource,
                 c.origin_region or self.node_region,
                 c.sequence if c.origin_sequence is None else c.origin_sequence,
+                entries[c.resource.key],
             )
-            for c in self._repo.changes_since(since_cursor, limit)
+            for c in changes
         ]
         return out, (out[-1].sequence if out else since_cursor)
 
@@ -189,14 +206,27 @@ class Federation:
             return result(ImportOutcome.REFUSED, "OUT_OF_REGION")
         if validate_spec(resource.spec) or resource.version < 1:
             return result(ImportOutcome.REFUSED, "INVALID_RESOURCE")
+        if not _sound_entries(resource.key, change.negative_entries):
+            return result(ImportOutcome.REFUSED, "INVALID_NEGATIVE_ENTRY")
         if self._repo.was_imported(origin, origin_seq):
             return result(ImportOutcome.REPLAYED)
         current = self._repo.get_resource(resource.key)
-        if current is not None:
-            if not accepts(current.region_code):
-                return result(ImportOutcome.REFUSED, "CODE_OWNED_ELSEWHERE")
-            if current.version >= resource.version:
+        if current is not None and not accepts(current.region_code):
+            return result(ImportOutcome.REFUSED, "CODE_OWNED_ELSEWHERE")
+        entries = change.negative_entries
+        held = frozenset(self._repo.negative_entries(resource.key))
+        new_entries = None if held == frozenset(entries) else entries
+        if current is not None and current.version >= resource.version:
+            if current.version > resource.version or new_entries is None:
                 return result(ImportOutcome.STALE)
+            written = self._repo.import_negative_entries(
+                resource.key,
+                new_entries,
+                version=current.version,
+                origin_region=origin,
+                origin_sequence=origin_seq,
+            )
+            return result(ImportOutcome.IMPORTED if written else ImportOutcome.REPLAYED)
         # The level follows from the region code; never trust the sender's.
         local = dataclasses.replace(resource, level=region_of(resource.region_code).level)
         written = self._repo.import_resource(
@@ -204,9 +234,28 @@ class Federation:
             origin_region=origin,
             origin_sequence=origin_seq,
             expected_version=None if current is None else current.version,
+            negative_entries=new_entries,
         )
         if not written:
             return result(ImportOutcome.REPLAYED)
         for listener in self._listeners:
             listener(local)
         return result(ImportOutcome.IMPORTED)
+
+
+def _keys(changes: Iterable[Change]) -> list[str]:
+    return list(dict.fromkeys(c.resource.key for c in changes))
+
+
+def _sound_entries(code: str, entries: Iterable[NegativeEntry]) -> bool:
+    """Entries of resource ``code``, each with a legal basis, no item tuple twice."""
+    seen: set[tuple[str, ...]] = set()
+    for entry in entries:
+        if entry.resource_code.text != code or entry.item_names in seen:
+            return False
+        seen.add(entry.item_names)
+        try:
+            check_negative_entry(entry.legal_basis, entry.item_names)
+        except InvalidArgument:
+            return False
+    return True

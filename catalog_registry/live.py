@@ -11,7 +11,8 @@ structures built from the store on first use:
   made by other worker processes (``zhida serve --workers N``) count too. The
   index is not thread-safe: one lock guards it and the match-result cache.
 * the :class:`~catalog_registry.negative_list.NegativeList`, reloaded when the
-  store's negative-list version moved (another process changed the list).
+  store's negative-list version moved (another process changed the list, or
+  the federation imported the entries of a copied resource).
 
 Everything else reads the store directly.
 
@@ -146,7 +147,9 @@ class LiveCatalog:
         with self._negative_lock:
             version = self.repo.negative_list_version()  # before reading the entries
             if self._negative is None:
-                self._negative = NegativeList(self.repo, self._clock)
+                self._negative = NegativeList(
+                    self.repo, self._clock, node_region=self.federation.node_region
+                )
             elif version != self._negative_version:
                 self._negative.reload()
             self._negative_version = version

@@ -37,6 +37,7 @@ class InMemoryCatalogRepository:
         self._grams_of: dict[str, frozenset[str]] = {}
         self._changes: list[Change] = []
         self._imported: set[tuple[str, int]] = set()
+        self._origin: dict[str, str | None] = {}  # code → origin region of its latest change
         self._demands: dict[str, Demand] = {}
         self._negative: dict[str, list[NegativeEntry]] = {}
         self._negative_order: list[NegativeEntry] = []
@@ -139,8 +140,14 @@ class InMemoryCatalogRepository:
         else:
             versions.append(resource)
         self._reindex(code, search_grams(resource))
+        return self._append_change(resource, origin_region, origin_sequence)
+
+    def _append_change(
+        self, resource: Resource, origin_region: str | None, origin_sequence: int | None
+    ) -> int:
         sequence = len(self._changes) + 1
         self._changes.append(Change(sequence, resource, origin_region, origin_sequence))
+        self._origin[resource.key] = origin_region
         return sequence
 
     def _reindex(self, code: str, grams: frozenset[str]) -> None:
@@ -179,6 +186,7 @@ class InMemoryCatalogRepository:
                 )
             entries.append(entry)
             self._negative_order.append(entry)
+            self._entries_changed(entry.resource_code.text)
 
     def remove_negative_entry(self, code: str, item_names: tuple[str, ...]) -> bool:
         with self._lock:
@@ -195,7 +203,22 @@ class InMemoryCatalogRepository:
                 for e in self._negative_order
                 if e.resource_code.text != code or e.item_names != item_names
             ]
+            self._entries_changed(code)
             return True
+
+    def _entries_changed(self, code: str) -> None:
+        """The entries travel with the resource: a change of its current version."""
+        current = self.get_resource(code)
+        if current is not None:
+            self._append_change(current, None, None)
+
+    def _set_negative(self, code: str, entries: Sequence[NegativeEntry]) -> None:
+        kept = [e for e in self._negative_order if e.resource_code.text != code]
+        self._negative_order = kept + list(entries)
+        if entries:
+            self._negative[code] = list(entries)
+        else:
+            self._negative.pop(code, None)
 
     def negative_entries(self, code: str | None = None) -> list[NegativeEntry]:
         with self._lock:
@@ -212,6 +235,9 @@ class InMemoryCatalogRepository:
     def was_imported(self, origin_region: str, origin_sequence: int) -> bool:
         return (origin_region, origin_sequence) in self._imported
 
+    def resource_origin(self, code: str) -> str | None:
+        return self._origin.get(code)
+
     def import_resource(
         self,
         resource: Resource,
@@ -219,6 +245,7 @@ class InMemoryCatalogRepository:
         origin_region: str,
         origin_sequence: int,
         expected_version: int | None,
+        negative_entries: Sequence[NegativeEntry] | None = None,
     ) -> bool:
         with self._lock:
             marker = (origin_region, origin_sequence)
@@ -230,6 +257,27 @@ class InMemoryCatalogRepository:
             else:
                 self._check_version(resource.key, expected_version)
             self._write(resource, origin_region, origin_sequence)
+            if negative_entries is not None:
+                self._set_negative(resource.key, negative_entries)
+            self._imported.add(marker)
+            return True
+
+    def import_negative_entries(
+        self,
+        code: str,
+        entries: Sequence[NegativeEntry],
+        *,
+        version: int,
+        origin_region: str,
+        origin_sequence: int,
+    ) -> bool:
+        with self._lock:
+            marker = (origin_region, origin_sequence)
+            if marker in self._imported:
+                return False
+            self._check_version(code, version)
+            self._set_negative(code, entries)
+            self._append_change(self._history[code][-1], origin_region, origin_sequence)
             self._imported.add(marker)
             return True
 

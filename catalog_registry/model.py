@@ -360,10 +360,15 @@ class Change:
 
     ``origin_region``/``origin_sequence`` identify where the change was first
     made; None for changes made on this node (the feed fills in the node's
-    region and ``sequence`` when exporting).
+    region and ``sequence`` when exporting). A change of the resource's
+    negative-list entries is a change of its current version (same snapshot).
+    ``negative_entries``: the resource's entries when the change was exported
+    (:meth:`~catalog_registry.federation.Federation.export_changes` fills them
+    in; the store's own feed leaves them empty).
     """
 
     sequence: int
     resource: Resource
     origin_region: str | None = None
     origin_sequence: int | None = None
+    negative_entries: tuple[NegativeEntry, ...] = ()

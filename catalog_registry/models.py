@@ -18,8 +18,9 @@ canonical text, so keyset pagination "by code" is an integer range scan.
     its rarest grams. The postings are a clustered B-tree on SQLite
     (WITHOUT ROWID) and an index-only scan on PostgreSQL.
 ``catalog_change``
-    The change feed: one row per resource write, its ``sequence`` taken from
-    ``catalog_feed`` in the writing transaction; ``(origin_region,
+    The change feed: one row per resource write (or change of the resource's
+    negative-list entries, pointing at its current version), its ``sequence``
+    taken from ``catalog_feed`` in the writing transaction; ``(origin_region,
     origin_sequence)`` is unique, which is what makes imports idempotent.
 ``catalog_feed``
     One row: the last change sequence and the negative list's version.

@@ -10,6 +10,12 @@ Listing an item of an already published resource takes effect at once:
 ``may_release`` refuses it, and the registry accepts the resource's next
 update only with that item marked not shared.
 
+On a node (``node_region`` given) an entry is changed only at its resource's
+own node: the entries of a copy (a resource whose latest change came from
+another node by catalogue federation, or of a region outside the node's)
+arrive with the copy and are refused here (``FailedPrecondition`` reason
+``IMPORTED_RESOURCE``, metadata ``home_region``: where to change them).
+
 Example::
 
     lst = NegativeList(repo, clock)
@@ -26,11 +32,11 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from catalog_registry.access import require_admin
-from catalog_registry.model import NegativeEntry, ResourceCode, ResourceSpec, ShareType
-from catalog_registry.repository import CatalogRepository
+from catalog_registry.model import NegativeEntry, Resource, ResourceCode, ResourceSpec, ShareType
+from catalog_registry.repository import CatalogRepository, region_within
 from catalog_registry.validation import check_negative_entry
 from zhida.auth.principal import Principal
-from zhida.errors import FieldViolation, InvalidArgument, NotFound
+from zhida.errors import FailedPrecondition, FieldViolation, InvalidArgument, NotFound
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,9 +54,16 @@ ALLOW = Decision(True)
 class NegativeList:
     """Index over negative-list entries with O(1) release decisions."""
 
-    def __init__(self, repo: CatalogRepository, clock: Callable[[], datetime]) -> None:
+    def __init__(
+        self,
+        repo: CatalogRepository,
+        clock: Callable[[], datetime],
+        *,
+        node_region: str | None = None,
+    ) -> None:
         self._repo = repo
         self._clock = clock
+        self.node_region = node_region  # None: no node (library use), every entry local
         self._lock = threading.Lock()
         self._whole: dict[str, Decision] = {}
         self._items: dict[tuple[str, str], Decision] = {}
@@ -91,6 +104,7 @@ class NegativeList:
                 reason="RESOURCE_NOT_FOUND",
                 metadata={"code": code.text},
             )
+        self._require_home(code.text, resource)
         known = {item.name for item in resource.items}
         unknown = [
             FieldViolation(f"item_names[{i}]", f"{name!r} is not an item of {code.text}")
@@ -117,6 +131,7 @@ class NegativeList:
         """Delete the entry listing exactly these items (the whole resource if empty)."""
         require_admin(principal, "change the negative list")
         code = _code(resource_code)
+        self._require_home(code.text, self._repo.get_resource(code.text))
         if not self._repo.remove_negative_entry(code.text, tuple(item_names)):
             raise NotFound(
                 f"no negative-list entry for {code.text} {list(item_names)}",
@@ -124,6 +139,22 @@ class NegativeList:
                 metadata={"code": code.text},
             )
         self._rebuild(code.text)
+
+    def _require_home(self, code: str, resource: Resource | None) -> None:
+        """Refuse a change of a copy's entries: they are its own node's to change."""
+        node = self.node_region
+        if node is None or resource is None:
+            return
+        home = self._repo.resource_origin(code)
+        if home is None and not region_within(resource.region_code, node):
+            home = resource.region_code  # written here before the region rule
+        if home is not None:
+            raise FailedPrecondition(
+                f"resource {code} is a copy from region {home}'s node; its negative-list "
+                "entries travel with it: change them there",
+                reason="IMPORTED_RESOURCE",
+                metadata={"code": code, "home_region": home},
+            )
 
     def list(self, resource_code: str | ResourceCode | None = None) -> list[NegativeEntry]:
         key = None if resource_code is None else _code(resource_code).text

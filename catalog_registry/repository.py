@@ -17,9 +17,12 @@ Contract a store must keep:
 * ``insert_resources`` is all-or-nothing; ``replace_resource`` is a
   compare-and-set on the current version (``Aborted`` reason
   ``VERSION_CONFLICT`` when it moved).
-* ``import_resource`` is idempotent on ``(origin_region, origin_sequence)``:
-  the store records the pair in the same transaction and returns False on a
-  replay without writing anything.
+* ``import_resource`` and ``import_negative_entries`` are idempotent on
+  ``(origin_region, origin_sequence)``: the store records the pair in the same
+  transaction and returns False on a replay without writing anything.
+* Every change of a stored resource's negative-list entries (add, remove,
+  import) appends a change of the resource's current version to the feed in
+  the same transaction, so the entries travel with the resource between nodes.
 * ``search_resources`` implements :class:`ResourceQuery` exactly as described
   there, so page tokens are valid across implementations.
 
@@ -150,11 +153,18 @@ class CatalogRepository(Protocol):
 
     # -- negative list -------------------------------------------------------------------
     def add_negative_entry(self, entry: NegativeEntry) -> None:
-        """Store an entry; ``AlreadyExists`` when the same (code, item names) is listed."""
+        """Store an entry; ``AlreadyExists`` when the same (code, item names) is listed.
+
+        When the resource is stored, a change of its current version is appended.
+        """
         ...
 
     def remove_negative_entry(self, code: str, item_names: tuple[str, ...]) -> bool:
-        """Delete the entry for exactly (code, item names); False when there is none."""
+        """Delete the entry for exactly (code, item names); False when there is none.
+
+        When one was deleted and the resource is stored, a change of its current
+        version is appended.
+        """
         ...
 
     def negative_entries(self, code: str | None = None) -> list[NegativeEntry]:
@@ -170,6 +180,11 @@ class CatalogRepository(Protocol):
         """True when the change (origin_region, origin_sequence) was already imported."""
         ...
 
+    def resource_origin(self, code: str) -> str | None:
+        """The origin region of the resource's latest change: the node it was copied
+        from; None when that change was made here or the code is unknown."""
+        ...
+
     def import_resource(
         self,
         resource: Resource,
@@ -177,12 +192,32 @@ class CatalogRepository(Protocol):
         origin_region: str,
         origin_sequence: int,
         expected_version: int | None,
+        negative_entries: Sequence[NegativeEntry] | None = None,
     ) -> bool:
         """Store a resource received from another node; False (and no write) on a replay.
 
         ``expected_version`` None: the code must be new; otherwise a
         compare-and-set as in :meth:`replace_resource`. The appended change
-        keeps ``origin_region``/``origin_sequence``.
+        keeps ``origin_region``/``origin_sequence``. ``negative_entries`` given:
+        they replace the resource's entries in the same transaction.
+        """
+        ...
+
+    def import_negative_entries(
+        self,
+        code: str,
+        entries: Sequence[NegativeEntry],
+        *,
+        version: int,
+        origin_region: str,
+        origin_sequence: int,
+    ) -> bool:
+        """Replace the resource's negative-list entries with ``entries`` (received from
+        another node) and append a change of its current version, keeping the origin;
+        False (and no write) on a replay.
+
+        ``NotFound`` when the code is unknown, ``Aborted`` (``VERSION_CONFLICT``)
+        when the current version is not ``version``.
         """
         ...
 

@@ -21,6 +21,9 @@ How the contract is kept:
   ``VERSION_CONFLICT``) or it does not exist (``NotFound``).
 * **Idempotent imports.** ``(origin_region, origin_sequence)`` of the change
   row is unique; a replay finds it and writes nothing.
+* **Negative entries in the feed.** Adding, removing or importing entries of
+  a stored resource adds a change row for its current version (no new
+  version) in the same transaction, so they travel with the resource.
 * **Keyword index.** Postings of :func:`~catalog_registry.text.search_grams`
   change with each version (only the difference is written) and the grams'
   document frequencies with them.
@@ -41,7 +44,6 @@ Example::
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Iterator, Sequence
 from typing import Any, cast
@@ -72,7 +74,7 @@ from catalog_registry.repository import ResourceQuery, ScoredResource
 from catalog_registry.sql_filters import after_key
 from catalog_registry.sql_gram_index import SqlGramIndex
 from zhida.db import Database
-from zhida.errors import AlreadyExists, FieldViolation
+from zhida.errors import Aborted, AlreadyExists, FieldViolation, NotFound
 
 _R = cast(Table, ResourceRow.__table__)
 _V = cast(Table, ResourceVersionRow.__table__)
@@ -108,11 +110,6 @@ def _field(resources: Sequence[Resource], key: int | None = None) -> str:
         return "code"
     i = next((i for i, r in enumerate(resources) if code_key(r.code) == key), None)
     return "resources" if i is None else f"resources[{i}].code"
-
-
-def _items_key(item_names: Sequence[str]) -> str:
-    raw = json.dumps(list(item_names), ensure_ascii=False)
-    return hashlib.sha256(raw.encode()).hexdigest()
 
 
 class SqlCatalogRepository:
@@ -262,7 +259,7 @@ class SqlCatalogRepository:
 
     # -- negative list -------------------------------------------------------------------
     def add_negative_entry(self, entry: NegativeEntry) -> None:
-        key, items_key = code_key(entry.resource_code), _items_key(entry.item_names)
+        key, items_key = code_key(entry.resource_code), sql_write.items_key(entry.item_names)
         with self.database.session() as s:
             sql_write.bump_negative_version(s)
             taken = s.scalar(
@@ -273,16 +270,8 @@ class SqlCatalogRepository:
                     f"negative-list entry for {entry.resource_code.text} already exists",
                     reason="NEGATIVE_ENTRY_EXISTS",
                 )
-            s.execute(
-                insert(_N).values(
-                    code_key=key,
-                    items_key=items_key,
-                    item_names=json.dumps(list(entry.item_names), ensure_ascii=False),
-                    legal_basis=entry.legal_basis,
-                    added_by=entry.added_by,
-                    added_at=entry.added_at,
-                )
-            )
+            sql_write.insert_negative(s, key, [entry])
+            sql_write.entries_changed(s, key)
 
     def remove_negative_entry(self, code: str, item_names: tuple[str, ...]) -> bool:
         key = _key_or_none(code)
@@ -291,9 +280,14 @@ class SqlCatalogRepository:
         with self.database.session() as s:
             sql_write.bump_negative_version(s)
             deleted = s.execute(
-                delete(_N).where(_N.c.code_key == key, _N.c.items_key == _items_key(item_names))
+                delete(_N).where(
+                    _N.c.code_key == key, _N.c.items_key == sql_write.items_key(item_names)
+                )
             )
-            return bool(deleted.rowcount)  # type: ignore[attr-defined]
+            if not deleted.rowcount:  # type: ignore[attr-defined]
+                return False
+            sql_write.entries_changed(s, key)
+            return True
 
     def negative_entries(self, code: str | None = None) -> list[NegativeEntry]:
         stmt = select(_N).order_by(_N.c.seq)
@@ -347,6 +341,21 @@ class SqlCatalogRepository:
         with self.database.session() as s:
             return sql_write.imported(s, origin_region, origin_sequence)
 
+    def resource_origin(self, code: str) -> str | None:
+        # Scans the feed backwards from the newest change: an admin's negative-list
+        # edit asks, never a hot path.
+        key = _key_or_none(code)
+        if key is None:
+            return None
+        stmt = (
+            select(_C.c.origin_region)
+            .where(_C.c.code_key == key)
+            .order_by(_C.c.sequence.desc())
+            .limit(1)
+        )
+        with self.database.read() as s:
+            return s.scalar(stmt)
+
     def import_resource(
         self,
         resource: Resource,
@@ -354,6 +363,7 @@ class SqlCatalogRepository:
         origin_region: str,
         origin_sequence: int,
         expected_version: int | None,
+        negative_entries: Sequence[NegativeEntry] | None = None,
     ) -> bool:
         origin = (origin_region, origin_sequence)
         with self.database.session() as s:
@@ -367,6 +377,42 @@ class SqlCatalogRepository:
                 sql_write.write_new(s, [resource], [(sequence, *origin)])
             else:
                 sql_write.write_version(s, resource, expected_version, (sequence, *origin))
+            if negative_entries is not None:
+                sql_write.replace_negative(s, code_key(resource.code), negative_entries)
+        return True
+
+    def import_negative_entries(
+        self,
+        code: str,
+        entries: Sequence[NegativeEntry],
+        *,
+        version: int,
+        origin_region: str,
+        origin_sequence: int,
+    ) -> bool:
+        key = _key_or_none(code)
+        with self.database.session() as s:
+            sequence = sql_write.take_sequences(s, 1)
+            if sql_write.imported(s, origin_region, origin_sequence):
+                s.rollback()  # give the sequence back: a replay writes nothing
+                return False
+            held = (
+                None if key is None else s.scalar(select(_R.c.version).where(_R.c.code_key == key))
+            )
+            if key is None or held is None:
+                raise NotFound(
+                    f"resource {code} not found",
+                    reason="RESOURCE_NOT_FOUND",
+                    metadata={"code": code},
+                )
+            if held != version:
+                raise Aborted(
+                    f"resource {code} is at version {held}, not {version}",
+                    reason="VERSION_CONFLICT",
+                    metadata={"code": code, "current_version": str(held)},
+                )
+            sql_write.replace_negative(s, key, entries)
+            sql_write.add_change(s, key, held, (sequence, origin_region, origin_sequence))
         return True
 
     # -- maintenance ---------------------------------------------------------------------

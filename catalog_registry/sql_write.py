@@ -16,20 +16,23 @@ Example::
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, cast
 
-from sqlalchemy import Connection, Select, Table, and_, delete, select, update
+from sqlalchemy import Connection, Select, Table, and_, delete, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from catalog_registry.codec import code_key, resource_from_json, resource_to_json
-from catalog_registry.model import Resource
+from catalog_registry.model import NegativeEntry, Resource
 from catalog_registry.models import (
     FEED_ROW_ID,
     ChangeRow,
     FeedRow,
     GramRow,
+    NegativeEntryRow,
     PostingRow,
     ResourceRow,
     ResourceVersionRow,
@@ -44,6 +47,7 @@ C = cast(Table, ChangeRow.__table__)
 F = cast(Table, FeedRow.__table__)
 G = cast(Table, GramRow.__table__)
 P = cast(Table, PostingRow.__table__)
+N = cast(Table, NegativeEntryRow.__table__)
 Origin = tuple[int, str | None, int | None]  # (sequence, origin region, origin sequence)
 
 
@@ -72,6 +76,52 @@ def bump_negative_version(s: Session) -> None:
     s.execute(
         update(F).where(F.c.id == FEED_ROW_ID).values(negative_version=F.c.negative_version + 1)
     )
+
+
+def items_key(item_names: Sequence[str]) -> str:
+    """The unique key of an entry's item-name tuple (SHA-256 of its JSON)."""
+    raw = json.dumps(list(item_names), ensure_ascii=False)
+    return hashlib.sha256(raw.encode()).hexdigest()
+
+
+def insert_negative(s: Session, key: int, entries: Sequence[NegativeEntry]) -> None:
+    """Insert entries of resource ``key`` (the caller bumped the negative version)."""
+    for entry in entries:
+        s.execute(
+            insert(N).values(
+                code_key=key,
+                items_key=items_key(entry.item_names),
+                item_names=json.dumps(list(entry.item_names), ensure_ascii=False),
+                legal_basis=entry.legal_basis,
+                added_by=entry.added_by,
+                added_at=entry.added_at,
+            )
+        )
+
+
+def replace_negative(s: Session, key: int, entries: Sequence[NegativeEntry]) -> None:
+    """The entries of resource ``key`` become ``entries`` (an import from another node)."""
+    bump_negative_version(s)
+    s.execute(delete(N).where(N.c.code_key == key))
+    insert_negative(s, key, entries)
+
+
+def add_change(s: Session, key: int, version: int, change: Origin) -> None:
+    """One feed row for an existing version (a change of the resource's negative entries)."""
+    seq, region, origin = change
+    s.execute(
+        insert(C).values(
+            sequence=seq, code_key=key, version=version, origin_region=region,
+            origin_sequence=origin,
+        )
+    )  # fmt: skip
+
+
+def entries_changed(s: Session, key: int) -> None:
+    """The entries travel with the resource: a change of its current version, if stored."""
+    version = s.scalar(select(R.c.version).where(R.c.code_key == key))
+    if version is not None:
+        add_change(s, key, version, (take_sequences(s, 1), None, None))
 
 
 def imported(s: Session, origin_region: str, origin_sequence: int) -> bool:

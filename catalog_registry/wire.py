@@ -230,6 +230,7 @@ def change_to_pb(change: Change) -> pb.Change:
         resource=resource_to_pb(change.resource),
         origin_region=change.origin_region or "",
         origin_sequence=change.origin_sequence or 0,
+        negative_entries=[negative_to_pb(e) for e in change.negative_entries],
     )
 
 
@@ -240,9 +241,27 @@ def changes_from_pb(messages: Iterable[pb.Change]) -> list[Change]:
             resource_from_pb(m.resource, f"changes[{i}].resource"),
             m.origin_region or None,
             m.origin_sequence or None,
+            tuple(
+                negative_from_pb(e, f"changes[{i}].negative_entries[{j}]")
+                for j, e in enumerate(m.negative_entries)
+            ),
         )
         for i, m in enumerate(messages)
     ]
+
+
+def negative_from_pb(msg: pb.NegativeEntry, path: str) -> NegativeEntry:
+    """An entry as another node stored it (federation imports); the domain checks the rest."""
+    out: list[FieldViolation] = []
+    code, problems = ResourceCode.check(msg.resource_code, f"{path}.resource_code")
+    out += problems
+    added_at = time_of(msg, "added_at")
+    if added_at is None:
+        out.append(FieldViolation(f"{path}.added_at", "added_at is required"))
+    raise_if(out, "invalid change", "INVALID_CHANGE")
+    if code is None or added_at is None:
+        raise AssertionError("unreachable: violations were raised above")
+    return NegativeEntry(code, tuple(msg.item_names), msg.legal_basis, msg.added_by, added_at)
 
 
 def import_result_to_pb(r: ImportResult) -> pb.ImportResult:

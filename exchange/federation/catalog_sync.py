@@ -7,16 +7,21 @@ sees it as ``Role.NODE`` of its region):
   only what the parent accepts from this child: changes that originate in
   this node's region (its own and those its children pushed up; what came
   down from above stays) AND whose resource is of a region within this
-  node's (a county that loaded the whole sample catalogue keeps the other
-  regions' resources to itself — the parent would refuse them
-  ``OUT_OF_REGION``; counted in :attr:`CatalogSync.kept`), sent with
-  ``CatalogService.ImportChildChanges``. The parent aggregates them and
-  passes them on to its own parent the same way, origin kept.
+  node's, sent with ``CatalogService.ImportChildChanges``. The registry
+  refuses resources outside the node's region, so only a catalogue written
+  before that rule holds others: their changes stay here (the parent would
+  refuse them ``OUT_OF_REGION``; counted in :attr:`CatalogSync.kept`). The
+  parent aggregates them and passes them on to its own parent the same way,
+  origin kept.
 * **pull** — the parent's feed after the ``catalog.pulled`` cursor
   (``CatalogService.ExportChanges``), applied with
   :meth:`catalog_registry.federation.Federation.import_from_parent`: the
   resources of the regions above this node, visible downward. A county so
   finds national resources in its own search.
+
+Both ways each change carries its resource's negative-list entries (an
+entry added or removed is a change of the resource), so a copy's
+``CheckRelease``, supply list and coverage count them as at its own node.
 
 Each step handles one page and says whether more is waiting; the cursor is
 saved only after the page was applied (a crash repeats a page, and imports
@@ -78,7 +83,7 @@ class CatalogSync:
         self.timeout = timeout
         self.pushed = 0  # changes the parent imported, for logs and tests
         self.pulled = 0
-        self.kept = 0  # own changes not pushed: the resource's region is not within ours
+        self.kept = 0  # not pushed: a resource outside our region (written before the rule)
 
     async def push_once(self) -> bool:
         """Push one page of this region's changes; True when another page is waiting."""
@@ -92,7 +97,8 @@ class CatalogSync:
         if kept:
             self.kept += kept
             log.debug(
-                "%d catalogue changes stay here: their resources are of regions outside %s",
+                "%d catalogue changes stay here: their resources are of regions outside %s "
+                "(written before the region rule)",
                 kept,
                 self.region,
                 extra={"kept": kept},

@@ -97,7 +97,7 @@ def _chapters() -> list[tuple[str, Chapter]]:
 
     return [
         ("Four levels on this machine: the local federation", foundation.chapter),
-        ("The data catalogue and the three lists (at 江岸区)", catalog.chapter),
+        ("The data catalogue and the three lists, at every level", catalog.chapter),
         ("The licence vault: issue, consent, fetch, verify, revoke (at 江岸区)", vault.chapter),
         ("The exchange: apply, approve fewer items, receive only those", exchange.chapter),
         ("Catalogue federation: a national resource found at the county", national.catalogue),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import subprocess
@@ -19,6 +20,7 @@ from audit_log.checkpoint import CosignatureVerifier, open_cosigned_checkpoint
 from audit_log.keys import keys_for_config
 from catalog_registry import wire
 from catalog_registry.model import DataItem, DataType, ResourceCode, ResourceSpec, ShareType
+from catalog_registry.sample_data import PIPL_28
 from catalog_registry.sql import SqlCatalogRepository
 from exchange.federation.licence_index import HolderLocation, LicenceIndex, LicenceIndexStore
 from exchange.federation.local import LOCAL_DEPARTMENTS, LocalFederation
@@ -186,6 +188,59 @@ def test_a_county_resource_reaches_the_national_catalogue(federation: LocalFeder
     )
     assert held_locally(federation, "420000", code)
     assert not held_locally(federation, "430000", code)  # not a sibling province's business
+
+
+def test_a_negative_list_entry_travels_with_its_resource(federation: LocalFederation) -> None:
+    """Listed at the resource's node, CheckRelease refuses the item at every level holding
+    a copy, with the legal basis; only that node may remove it, and the removal travels."""
+    code = "2-04-001-0000-000903"
+    publish(
+        federation,
+        "420102",
+        spec(code, "江岸区个体工商户登记信息", JIANGAN, "武汉市江岸区市场监督管理局", "420102"),
+    )
+    county = catalog(federation, "420102")
+    admin = bearer(federation.token_for("420102", Role.ADMIN))
+    county.AddNegativeEntry(
+        cpb.AddNegativeEntryRequest(resource_code=code, item_names=["名称"], legal_basis=PIPL_28),
+        metadata=admin, timeout=10,
+    )  # fmt: skip
+
+    def release(region: str) -> cpb.CheckReleaseResponse | None:
+        md = bearer(federation.token_for(region, Role.ADMIN))
+        request = cpb.CheckReleaseRequest(resource_code=code, item_name="名称")
+        try:
+            return catalog(federation, region).CheckRelease(request, metadata=md, timeout=10)
+        except grpc.RpcError as error:  # the copy has not arrived yet
+            if error.code() is grpc.StatusCode.NOT_FOUND:
+                return None
+            raise
+
+    def listed(region: str) -> cpb.CheckReleaseResponse | None:
+        reply = release(region)
+        return reply if reply is not None and reply.reason == "NEGATIVE_LISTED" else None
+
+    for region in ("420100", "100000"):
+        refused = eventually(functools.partial(listed, region), what=f"the entry at {region}")
+        assert (refused.allowed, refused.legal_basis) == (False, PIPL_28)
+        assert list(refused.entry.item_names) == ["名称"]
+    national = catalog(federation, "100000")
+    remove = cpb.RemoveNegativeEntryRequest(resource_code=code, item_names=["名称"])
+    with pytest.raises(grpc.RpcError) as info:
+        national.RemoveNegativeEntry(
+            remove, metadata=bearer(federation.token_for("100000", Role.ADMIN)), timeout=10
+        )
+    details = error_details(info.value)
+    assert (details.code, details.reason) == (
+        grpc.StatusCode.FAILED_PRECONDITION,
+        "IMPORTED_RESOURCE",
+    )
+    county.RemoveNegativeEntry(remove, metadata=admin, timeout=10)
+    allowed = eventually(
+        lambda: True if (r := release("100000")) is not None and r.allowed else None,
+        what="the removal at national",
+    )
+    assert allowed
 
 
 def test_the_county_checkpoint_is_cosigned_by_the_city(federation: LocalFederation) -> None:

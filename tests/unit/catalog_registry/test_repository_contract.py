@@ -190,6 +190,57 @@ def test_negative_entries(store: CatalogRepository) -> None:
     assert store.negative_entries() == entries[:2]
 
 
+def test_negative_entries_travel_in_the_feed(store: CatalogRepository) -> None:
+    """Entry writes append a change of the resource's current version; imports replace."""
+    code = "1-01-001-0000-000001"
+    store.insert_resources([res(code)])
+    photo = NegativeEntry(ResourceCode.parse(code), ("人像照片",), PIPL_28, "a", T0)
+    store.add_negative_entry(photo)
+    store.add_negative_entry(dataclasses.replace(photo, resource_code=ResourceCode.parse(
+        "1-01-001-0000-000009")))  # fmt: skip
+    assert store.remove_negative_entry(code, ("人像照片",))
+    assert not store.remove_negative_entry(code, ("人像照片",))
+    feed = store.changes_since(0, 100)
+    # insert, add, remove: the entry for a resource not stored changes no feed
+    assert [(c.sequence, c.resource.key, c.resource.version) for c in feed] == [
+        (1, code, 1), (2, code, 1), (3, code, 1),
+    ]  # fmt: skip
+    assert store.resource_origin(code) is None
+    assert store.resource_origin("1-01-001-0000-000009") is None
+
+    copy = "1-01-001-0000-000002"
+    listed = [dataclasses.replace(photo, resource_code=ResourceCode.parse(copy))]
+    assert store.import_resource(
+        res(copy), origin_region="420102", origin_sequence=4, expected_version=None,
+        negative_entries=listed,
+    )  # fmt: skip
+    assert store.negative_entries(copy) == listed
+    assert store.resource_origin(copy) == "420102"
+    whole = [dataclasses.replace(listed[0], item_names=(), legal_basis=GUOFA_2024_3)]
+    assert store.import_negative_entries(
+        copy, whole, version=1, origin_region="420102", origin_sequence=5
+    )
+    assert not store.import_negative_entries(  # a replay writes nothing
+        copy, [], version=1, origin_region="420102", origin_sequence=5
+    )
+    assert store.negative_entries(copy) == whole
+    last = store.changes_since(3, 100)
+    assert [(c.resource.key, c.resource.version, c.origin_region, c.origin_sequence)
+            for c in last] == [(copy, 1, "420102", 4), (copy, 1, "420102", 5)]  # fmt: skip
+    with pytest.raises(Aborted):
+        store.import_negative_entries(copy, [], version=2, origin_region="420102",
+                                      origin_sequence=6)  # fmt: skip
+    with pytest.raises(NotFound):
+        store.import_negative_entries("1-01-001-0000-000008", [], version=1,
+                                      origin_region="420102", origin_sequence=7)  # fmt: skip
+    assert not store.was_imported("420102", 6)
+    assert store.import_negative_entries(
+        copy, [], version=1, origin_region="420102", origin_sequence=8
+    )
+    assert store.negative_entries(copy) == []
+    assert [e.resource_code.text for e in store.negative_entries()] == ["1-01-001-0000-000009"]
+
+
 def _query(**kw: object) -> ResourceQuery:
     return ResourceQuery(**kw)  # type: ignore[arg-type]
 

@@ -208,10 +208,11 @@ class _ImportOutcomeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ImportO
     DESCRIPTOR: _descriptor.EnumDescriptor
     IMPORT_OUTCOME_UNSPECIFIED: _ImportOutcome.ValueType  # 0
     IMPORT_OUTCOME_IMPORTED: _ImportOutcome.ValueType  # 1
+    """A new version, or new negative-list entries of the version held."""
     IMPORT_OUTCOME_REPLAYED: _ImportOutcome.ValueType  # 2
     """Imported before (same origin region and sequence); nothing written."""
     IMPORT_OUTCOME_STALE: _ImportOutcome.ValueType  # 3
-    """This node holds that version or a newer one; nothing written."""
+    """This node holds a newer version, or that one with those entries; nothing written."""
     IMPORT_OUTCOME_REFUSED: _ImportOutcome.ValueType  # 4
     """Out of the child's region, invalid, or owned elsewhere (see reason)."""
 
@@ -220,10 +221,11 @@ class ImportOutcome(_ImportOutcome, metaclass=_ImportOutcomeEnumTypeWrapper):
 
 IMPORT_OUTCOME_UNSPECIFIED: ImportOutcome.ValueType  # 0
 IMPORT_OUTCOME_IMPORTED: ImportOutcome.ValueType  # 1
+"""A new version, or new negative-list entries of the version held."""
 IMPORT_OUTCOME_REPLAYED: ImportOutcome.ValueType  # 2
 """Imported before (same origin region and sequence); nothing written."""
 IMPORT_OUTCOME_STALE: ImportOutcome.ValueType  # 3
-"""This node holds that version or a newer one; nothing written."""
+"""This node holds a newer version, or that one with those entries; nothing written."""
 IMPORT_OUTCOME_REFUSED: ImportOutcome.ValueType  # 4
 """Out of the child's region, invalid, or owned elsewhere (see reason)."""
 Global___ImportOutcome: _TypeAlias = ImportOutcome  # noqa: Y015
@@ -630,7 +632,9 @@ Global___NegativeEntry: _TypeAlias = NegativeEntry  # noqa: Y015
 
 @_typing.final
 class Change(_message.Message):
-    """Change is one entry of the change feed."""
+    """Change is one entry of the change feed. Adding or removing a negative-list
+    entry is a change of the resource's current version.
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -638,12 +642,19 @@ class Change(_message.Message):
     RESOURCE_FIELD_NUMBER: _builtins.int
     ORIGIN_REGION_FIELD_NUMBER: _builtins.int
     ORIGIN_SEQUENCE_FIELD_NUMBER: _builtins.int
+    NEGATIVE_ENTRIES_FIELD_NUMBER: _builtins.int
     sequence: _builtins.int
     origin_region: _builtins.str
     """Where the change was first made (this node's region for its own changes)."""
     origin_sequence: _builtins.int
     @_builtins.property
     def resource(self) -> Global___Resource: ...
+    @_builtins.property
+    def negative_entries(self) -> _containers.RepeatedCompositeFieldContainer[Global___NegativeEntry]:
+        """The resource's negative-list entries when the change was exported (all of
+        them; empty: none). They replace the entries of the importing node's copy.
+        """
+
     def __init__(
         self,
         *,
@@ -651,10 +662,11 @@ class Change(_message.Message):
         resource: Global___Resource | None = ...,
         origin_region: _builtins.str = ...,
         origin_sequence: _builtins.int = ...,
+        negative_entries: _abc.Iterable[Global___NegativeEntry] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["resource", b"resource"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["origin_region", b"origin_region", "origin_sequence", b"origin_sequence", "resource", b"resource", "sequence", b"sequence"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["negative_entries", b"negative_entries", "origin_region", b"origin_region", "origin_sequence", b"origin_sequence", "resource", b"resource", "sequence", b"sequence"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1697,7 +1709,9 @@ class ImportResult(_message.Message):
     code: _builtins.str
     outcome: Global___ImportOutcome.ValueType
     reason: _builtins.str
-    """For REFUSED: OUT_OF_REGION, ORIGIN_OUT_OF_REGION, INVALID_RESOURCE, CODE_OWNED_ELSEWHERE."""
+    """For REFUSED: OUT_OF_REGION, ORIGIN_OUT_OF_REGION, INVALID_RESOURCE,
+    INVALID_NEGATIVE_ENTRY, CODE_OWNED_ELSEWHERE.
+    """
     def __init__(
         self,
         *,

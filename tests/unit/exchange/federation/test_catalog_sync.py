@@ -12,8 +12,14 @@ import pytest
 from catalog_registry import wire
 from catalog_registry.federation import Federation
 from catalog_registry.memory import InMemoryCatalogRepository
+from catalog_registry.negative_list import NegativeList
 from catalog_registry.registry import CatalogRegistry
-from catalog_registry.sample_data import department_principal
+from catalog_registry.sample_data import (
+    GUOFA_2024_3,
+    PIPL_28,
+    department_principal,
+    sample_admin,
+)
 from exchange.federation.catalog_sync import PULLED, PUSHED, CatalogSync
 from exchange.federation.state import SyncState
 from tests.unit.catalog_registry.conftest import StepClock, make_spec
@@ -163,3 +169,30 @@ def test_only_resources_of_the_childs_region_are_pushed(state: SyncState) -> Non
     assert city.repo.get_resource("2-04-001-0000-000010") is not None
     assert city.repo.get_resource("2-04-001-0000-000020") is None
     assert state.get_int(PUSHED) == 3  # the cursor passes the kept changes too
+
+
+def test_negative_entries_travel_with_their_resources_both_ways(state: SyncState) -> None:
+    city = Parent("420100", "420102")
+    clock = StepClock()
+    county_repo = InMemoryCatalogRepository()
+    county = CatalogRegistry(county_repo, clock, node_region="420102")
+    own, above = "2-04-001-0000-000010", "2-04-001-0000-000020"
+    county.register(department_principal("ja-samr"), make_spec(own, dept="ja-samr"))
+    city.registry.register(department_principal("wh-samr"), make_spec(above, dept="wh-samr"))
+    county_list = NegativeList(county_repo, clock, node_region="420102")
+    listed = county_list.add(sample_admin(), own, ("人像照片",), PIPL_28)
+    whole = NegativeList(city.repo, clock).add(sample_admin(), above, (), GUOFA_2024_3)
+
+    sync = child_sync(state, city, county_repo)
+    assert run(sync.push_once()) is False
+    while run(sync.pull_once()):
+        pass
+    assert city.repo.negative_entries(own) == [listed]
+    assert county_repo.negative_entries(above) == [whole]
+    county_list.reload()  # as LiveCatalog does when the store's negative version moved
+    assert county_list.may_release(above, "姓名").legal_basis == GUOFA_2024_3
+
+    county_list.remove(sample_admin(), own, ("人像照片",))
+    assert run(sync.push_once()) is False
+    assert city.repo.negative_entries(own) == []
+    assert NegativeList(city.repo, clock).may_release(own, "人像照片").allowed
