@@ -141,6 +141,7 @@ class ChangeRow(Base):
             ["code_key", "version"],
             ["catalog_resource_version.code_key", "catalog_resource_version.version"],
         ),
+        Index(None, "code_key", "sequence"),  # a resource's newest change (its origin)
     )
 
 

@@ -31,12 +31,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from catalog_registry.access import require_admin
+from catalog_registry.access import require_admin, require_home
 from catalog_registry.model import NegativeEntry, Resource, ResourceCode, ResourceSpec, ShareType
-from catalog_registry.repository import CatalogRepository, region_within
+from catalog_registry.repository import CatalogRepository
 from catalog_registry.validation import check_negative_entry
 from zhida.auth.principal import Principal
-from zhida.errors import FailedPrecondition, FieldViolation, InvalidArgument, NotFound
+from zhida.errors import FieldViolation, InvalidArgument, NotFound
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,7 +104,7 @@ class NegativeList:
                 reason="RESOURCE_NOT_FOUND",
                 metadata={"code": code.text},
             )
-        self._require_home(code.text, resource)
+        self._require_home(resource)
         known = {item.name for item in resource.items}
         unknown = [
             FieldViolation(f"item_names[{i}]", f"{name!r} is not an item of {code.text}")
@@ -131,7 +131,7 @@ class NegativeList:
         """Delete the entry listing exactly these items (the whole resource if empty)."""
         require_admin(principal, "change the negative list")
         code = _code(resource_code)
-        self._require_home(code.text, self._repo.get_resource(code.text))
+        self._require_home(self._repo.get_resource(code.text))
         if not self._repo.remove_negative_entry(code.text, tuple(item_names)):
             raise NotFound(
                 f"no negative-list entry for {code.text} {list(item_names)}",
@@ -140,20 +140,13 @@ class NegativeList:
             )
         self._rebuild(code.text)
 
-    def _require_home(self, code: str, resource: Resource | None) -> None:
-        """Refuse a change of a copy's entries: they are its own node's to change."""
-        node = self.node_region
-        if node is None or resource is None:
-            return
-        home = self._repo.resource_origin(code)
-        if home is None and not region_within(resource.region_code, node):
-            home = resource.region_code  # written here before the region rule
-        if home is not None:
-            raise FailedPrecondition(
-                f"resource {code} is a copy from region {home}'s node; its negative-list "
-                "entries travel with it: change them there",
-                reason="IMPORTED_RESOURCE",
-                metadata={"code": code, "home_region": home},
+    def _require_home(self, resource: Resource | None) -> None:
+        if resource is not None:
+            require_home(
+                self._repo,
+                self.node_region,
+                resource,
+                "its negative-list entries travel with it: change them",
             )
 
     def list(self, resource_code: str | ResourceCode | None = None) -> list[NegativeEntry]:

@@ -13,11 +13,13 @@ sharing: ``FailedPrecondition`` reason ``NEGATIVE_LISTED_SHAREABLE``).
 On a node (``node_region`` given) the catalogue holds its own region's
 resources: a resource registered or updated there must be of the node's
 region or one below it (``InvalidArgument`` reason ``OUTSIDE_NODE_REGION``,
-field ``region_code``); a copy of an upper level's resource (pulled from the
-parent node) is never updated, published or retired here (the latter two:
-``FailedPrecondition`` reason ``OUTSIDE_NODE_REGION``). Federation imports
-themselves do not pass through the registry. Related codes must name
-resources this catalogue holds (``related_codes[i]``).
+field ``region_code``). A copy — a resource whose latest change came from
+another node by catalogue federation, pulled from the parent or pushed up by
+a child — is never updated, published or retired here, only at its own node
+(``FailedPrecondition`` reason ``IMPORTED_RESOURCE``, metadata
+``home_region``; the rule the negative list applies, :func:`access.require_home`).
+Federation imports themselves do not pass through the registry. Related
+codes must name resources this catalogue holds (``related_codes[i]``).
 
 Every write creates a new version (``version`` + 1) and keeps the old one.
 Drafts are visible only to their provider and admins (others get NotFound).
@@ -38,7 +40,14 @@ import uuid
 from collections.abc import Callable, Collection, Iterable, Sequence
 from datetime import datetime
 
-from catalog_registry.access import WRITERS, is_admin, may_see_draft, require_owner, require_role
+from catalog_registry.access import (
+    WRITERS,
+    is_admin,
+    may_see_draft,
+    require_home,
+    require_owner,
+    require_role,
+)
 from catalog_registry.model import (
     Demand,
     DemandSpec,
@@ -152,6 +161,7 @@ class CatalogRegistry:
         """
         current = self._current(spec.code.text)
         require_owner(principal, current.provider_code, current.key)
+        require_home(self._repo, self.node_region, current, "update it")
         if spec.provider_code != current.provider_code and not is_admin(principal):
             raise PermissionDenied(
                 f"only an admin may move {current.key} to another provider",
@@ -165,10 +175,7 @@ class CatalogRegistry:
                 reason="INVALID_RESOURCE",
                 violations=violations,
             )
-        # Neither a copy of another node's resource nor a move out of this node's region.
-        self._require_within(
-            self.outside_region(current.region_code) or self.outside_region(spec.region_code)
-        )
+        self._require_within(self.outside_region(spec.region_code))  # no move out of the region
         if current.status is ResourceStatus.RETIRED:
             raise FailedPrecondition(
                 f"resource {current.key} is retired and cannot change",
@@ -191,7 +198,7 @@ class CatalogRegistry:
         """DRAFT → PUBLISHED, refused while a negative-listed part is shareable."""
         current = self._current(_key(code))
         require_owner(principal, current.provider_code, current.key)
-        self._require_local(current)
+        require_home(self._repo, self.node_region, current, "publish it")
         self._check_transition(current, "publish")
         self._check_negative(current.spec)
         now = self._clock()
@@ -202,7 +209,7 @@ class CatalogRegistry:
         """PUBLISHED → RETIRED; the resource leaves the supply list, its history stays."""
         current = self._current(_key(code))
         require_owner(principal, current.provider_code, current.key)
-        self._require_local(current)
+        require_home(self._repo, self.node_region, current, "retire it")
         self._check_transition(current, "retire")
         now = self._clock()
         changed = dataclasses.replace(current, status=ResourceStatus.RETIRED, retired_at=now)
@@ -283,16 +290,6 @@ class CatalogRegistry:
                 reason="OUTSIDE_NODE_REGION",
                 violations=violations,
                 metadata={"node_region": self.node_region or ""},
-            )
-
-    def _require_local(self, current: Resource) -> None:
-        """Lifecycle changes of another region's resource happen at that region's node."""
-        if self.outside_region(current.region_code):
-            raise FailedPrecondition(
-                f"resource {current.key} is of region {current.region_code}, outside this "
-                f"node's region {self.node_region}: change it at its own region's node",
-                reason="OUTSIDE_NODE_REGION",
-                metadata={"code": current.key, "node_region": self.node_region or ""},
             )
 
     # -- internals -----------------------------------------------------------------------

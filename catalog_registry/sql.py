@@ -342,8 +342,9 @@ class SqlCatalogRepository:
             return sql_write.imported(s, origin_region, origin_sequence)
 
     def resource_origin(self, code: str) -> str | None:
-        # Scans the feed backwards from the newest change: an admin's negative-list
-        # edit asks, never a hot path.
+        # The newest change of the resource (index code_key, sequence):
+        # asked only before changing a resource of a region below the node's
+        # (access.home_region), not on searches or imports.
         key = _key_or_none(code)
         if key is None:
             return None

@@ -59,6 +59,7 @@ class LicenceRow(Base):
         Index(None, "issuer_code", "status_idx", unique=True),
         Index(None, "lineage", "version", unique=True),
         Index(None, "pdf_digest"),
+        Index(None, "status", "valid_until"),  # the expiry job's due licences
     )
 
 

@@ -367,3 +367,52 @@ def test_federation_up_prints_the_nodes_and_drains_on_sigterm(tmp_path: Path) ->
             proc.wait()
     assert proc.returncode == 0, output + rest
     assert "exit code 0" in rest
+
+
+def test_a_county_resource_changes_only_at_the_county(federation: LocalFederation) -> None:
+    """The city holds a copy: changed there it would never reach the county, so it is
+    refused, naming the county; changed at the county, the change reaches the city."""
+    code = "2-04-001-0000-000904"
+    message = spec(code, "江岸区食品生产许可信息", JIANGAN, "武汉市江岸区市场监督管理局", "420102")
+    publish(federation, "420102", message)
+    city = catalog(federation, "420100")
+    city_admin = bearer(federation.token_for("420100", Role.ADMIN))
+
+    def at_city(name: str) -> cpb.Resource | None:
+        try:
+            reply = city.GetResource(
+                cpb.GetResourceRequest(code=code), metadata=city_admin, timeout=10
+            )
+        except grpc.RpcError as error:  # the copy has not arrived yet
+            if error.code() is grpc.StatusCode.NOT_FOUND:
+                return None
+            raise
+        return reply.resource if reply.resource.spec.name == name else None
+
+    copy = eventually(lambda: at_city(message.name), what="the county resource at the city")
+    renamed = cpb.ResourceSpec()
+    renamed.CopyFrom(message)
+    renamed.name = "江岸区食品生产许可证信息"
+    for call in (
+        lambda: city.UpdateResource(
+            cpb.UpdateResourceRequest(resource=renamed), metadata=city_admin, timeout=10
+        ),
+        lambda: city.RetireResource(
+            cpb.RetireResourceRequest(code=code), metadata=city_admin, timeout=10
+        ),
+    ):
+        with pytest.raises(grpc.RpcError) as info:
+            call()
+        details = error_details(info.value)
+        assert (details.code, details.reason, details.metadata["home_region"]) == (
+            grpc.StatusCode.FAILED_PRECONDITION,
+            "IMPORTED_RESOURCE",
+            "420102",
+        )
+    assert at_city(message.name) == copy  # unchanged
+    owner = bearer(federation.token_for("420102", Role.DEPARTMENT, organisation=JIANGAN))
+    catalog(federation, "420102").UpdateResource(
+        cpb.UpdateResourceRequest(resource=renamed), metadata=owner, timeout=10
+    )
+    changed = eventually(lambda: at_city(renamed.name), what="the change at the city")
+    assert changed.version == copy.version + 1

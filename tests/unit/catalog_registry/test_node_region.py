@@ -2,7 +2,7 @@
 
 The region rule applies to what is registered or changed at the node
 (register, update, publish, retire, bulk import); copies imported from a
-child or the parent node (federation) are exempt. The sample is loaded by
+child or the parent node (federation) are exempt, and never changed here. The sample is loaded by
 each node in its own part.
 """
 
@@ -101,15 +101,16 @@ def test_copies_from_other_nodes_are_imported_but_never_changed_here() -> None:
     assert [r.outcome for r in report.results] == [ImportOutcome.IMPORTED] * 2
     code = make_spec().code.text
     assert county.get(POLICE, code).status is ResourceStatus.PUBLISHED
-    with pytest.raises(InvalidArgument) as update:
+    with pytest.raises(FailedPrecondition) as update:
         county.update(POLICE, make_spec(name="改名"))
-    assert [v.field for v in update.value.violations] == ["region_code"]
     with pytest.raises(FailedPrecondition) as retire:
         county.retire(POLICE, code)
-    assert (retire.value.reason, retire.value.metadata["node_region"]) == (
-        "OUTSIDE_NODE_REGION",
-        COUNTY,
-    )
+    for refused in (update, retire):
+        assert (refused.value.reason, refused.value.metadata["home_region"]) == (
+            "IMPORTED_RESOURCE",
+            CITY,
+        )
+    assert county.get(POLICE, code).version == 2
     # a county resource pushed up is imported by the city from its child as before
     county.register(JA_SAMR, county_spec())
     up, _ = Federation(county_repo, COUNTY).export_changes(0, limit=100)
