@@ -107,7 +107,7 @@ class AccessHandlers(ServiceBase):
 
     def _fetches(self) -> FetchBatcher:
         if self._batcher is None:
-            with self._vault_lock:
+            with self._batcher_lock:
                 if self._batcher is None:
                     self._batcher = FetchBatcher(self.vault.fetch_many)
         return self._batcher

@@ -108,7 +108,7 @@ class ServiceBase:
         # Opened on first use, in an I/O thread: a development node makes its
         # signing PKI then (seconds), and nodes start without waiting for it.
         self._vault = vault
-        self._vault_lock = threading.Lock()
+        self._batcher_lock = threading.Lock()  # the fetch batcher is made once
         self._batcher: FetchBatcher | None = None  # runs fetches without PDFs, in batches
         self._types = pb.ListLicenceTypesResponse(
             types=[type_message(t) for t in TypeRegistry.builtin().all()],
@@ -118,10 +118,8 @@ class ServiceBase:
     @property
     def vault(self) -> Vault:
         """The vault; handlers use it only after ``await self._ready()``."""
-        if self._vault is None:
-            with self._vault_lock:
-                if self._vault is None:
-                    self._vault = shared_vault(self._runtime)
+        if self._vault is None:  # shared_vault opens it once, under its own lock
+            self._vault = shared_vault(self._runtime)
         return self._vault
 
     async def _ready(self) -> None:

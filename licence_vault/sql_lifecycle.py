@@ -1,9 +1,9 @@
 """The expiry job's queries on :class:`~licence_vault.sql.SqlLicenceStore`.
 
 :meth:`LifecycleQueries.due_to_expire` pages through the licences stored
-valid whose validity ended, in identifier order (the unique index on
-``licence_id`` serves it: each page continues the scan where the last one
-stopped); :meth:`LifecycleQueries.expire` stores a page in one durable
+valid whose validity ended, in identifier order (the index on ``(status,
+valid_until)`` finds them; each page continues after the last identifier);
+:meth:`LifecycleQueries.expire` stores a page in one durable
 transaction, each licence a compare-and-set on ``valid``.
 
 Example::

@@ -30,6 +30,8 @@ Example::
 
 from __future__ import annotations
 
+import io
+import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -200,10 +202,7 @@ def pdf_licence_claims(pdf: bytes) -> dict[str, Any] | None:
     Call it only on a PDF whose signature verified and covers the whole file:
     then the catalog read here is the signed one.
     """
-    import io
-    import json
-
-    from pyhanko.pdf_utils.reader import PdfFileReader
+    from pyhanko.pdf_utils.reader import PdfFileReader  # pyHanko only when a PDF is read
 
     try:
         entry = PdfFileReader(io.BytesIO(pdf), strict=False).root.get(PDF_CLAIMS_ENTRY)

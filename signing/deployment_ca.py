@@ -43,6 +43,7 @@ from signing.deployment_state import CaRecord, CaRequestRecord, PkiState, SubCaR
 from signing.node_verifier import ca_level
 from signing.pki import CA_VALIDITY, issue_intermediate_ca
 from signing.sub_ca import check_ca_certificate, check_upstream_crl, create_ca_csr, read_ca_csr
+from signing.trust import crl_order
 from zhida.errors import AlreadyExists, FailedPrecondition, InvalidArgument
 from zhida.files import atomic_write
 from zhida.regions import Level
@@ -166,7 +167,7 @@ class CaOps(DeploymentOps):
                 held = x509.load_pem_x509_crl(path.read_bytes())
             except (FileNotFoundError, ValueError):
                 held = None
-            if held is not None and _order(held) >= _order(crl):
+            if held is not None and crl_order(held) >= crl_order(crl):
                 continue  # the same list, or an older one: never go back
             self.files.upstream_crls_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
             atomic_write(path, crl.public_bytes(Encoding.PEM), mode=0o644)
@@ -210,14 +211,6 @@ class CaOps(DeploymentOps):
     def sub_ca_certificates(self) -> list[x509.Certificate]:
         """The child nodes' CAs this node issued, oldest first."""
         return [_cert(r.cert_pem) for r in self.files.load().sub_cas]
-
-
-def _order(crl: x509.CertificateRevocationList) -> tuple[int, datetime]:
-    try:
-        number = crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number
-    except x509.ExtensionNotFound:
-        number = -1
-    return number, crl.last_update_utc
 
 
 def _issuer_for(state: PkiState, level: Level) -> str:

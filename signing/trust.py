@@ -49,7 +49,7 @@ from signing.errors import Failure, VerificationError
 from signing.pki import DOCUMENT_SIGNING
 from zhida.errors import InvalidArgument
 
-__all__ = ["ChainVerifier", "TrustBundle", "VerifiedChain"]
+__all__ = ["ChainVerifier", "TrustBundle", "VerifiedChain", "crl_order"]
 
 BUNDLE_FORMAT = "zhida-trust-bundle"
 BUNDLE_VERSION = 1
@@ -298,7 +298,7 @@ class ChainVerifier:
         ]
         if not candidates:
             return None
-        best = max(candidates, key=_crl_order)
+        best = max(candidates, key=crl_order)
         return _Crl(
             issuer=issuer.subject.rfc4514_string(),
             this_update=best.last_update_utc,
@@ -336,7 +336,8 @@ class ChainVerifier:
             )
 
 
-def _crl_order(crl: x509.CertificateRevocationList) -> tuple[int, datetime]:
+def crl_order(crl: x509.CertificateRevocationList) -> tuple[int, datetime]:
+    """Newer CRLs sort higher: by CRLNumber, then by lastUpdate."""
     try:
         number = crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number
     except x509.ExtensionNotFound:
