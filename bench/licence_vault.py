@@ -8,7 +8,15 @@
    ratios). The servers' CPU time per call (from /proc) is reported too, and,
    in the same rounds, a floor: ``bench/bare_fetch_server.py`` does only the
    fetch's database work (one read, one fsynced use record) and compares the
-   token, with no policy, audit log, metrics or logging.
+   token, with no policy, audit log, metrics or logging. Also in the same
+   rounds: the node's own ``NodeService.Echo`` with the fetch's response size
+   (the node's RPC layer: JWT, policy, metrics, access log, and nothing of
+   the vault). From the three, a *ceiling* for any fetch through the node:
+   a fetch does at least what the node's echo does plus at least what the
+   floor adds to the bare echo, and a server saturated on one interpreter
+   lock spends those per-call times one after the other, so
+   ``1 / ceiling = 1 / node_echo + (1 / floor - 1 / echo)``. Reported as
+   ``ceiling_ratio`` (of the echo), per round and as the median.
 2. **Look-up by holder** with 1,000,000 licences in the store, on SQLite and
    on PostgreSQL: rows are bulk-loaded (SQLite ``executemany`` in large
    transactions, PostgreSQL ``COPY``), then ``SqlLicenceStore.by_holder`` is
@@ -136,15 +144,21 @@ async def _measure_fetch(address: str, request: pb.FetchLicencesRequest, md: Any
         return await _load(call)
 
 
-async def _measure_echo(address: str, size: int) -> LoadStats:
+async def _measure_echo(address: str, size: int, md: Any = None) -> LoadStats:
+    """Echo of ``size`` bytes: the bare server, or a node's (with ``md``, its token)."""
     request = node_pb.EchoRequest(payload=os.urandom(size))
     async with grpc.aio.insecure_channel(address) as channel:
         stub = node_grpc.NodeServiceStub(channel)
 
         async def call() -> None:
-            await stub.Echo(request, timeout=10)
+            await stub.Echo(request, metadata=md, timeout=10)
 
         return await _load(call)
+
+
+def _ceiling(echo: float, floor: float, node_echo: float) -> float:
+    """Calls/s of a fetch costing the node echo's time plus what the floor adds to the echo."""
+    return 1.0 / (1.0 / node_echo + 1.0 / floor - 1.0 / echo)
 
 
 def _floor_setup(
@@ -214,15 +228,18 @@ def _fetch_vs_echo() -> dict[str, Any]:
             size = response.ByteSize()
         setup = _floor_setup(Path(floor_dir) / "setup.json", fetch, portal[0][1], response)
         with bare_fetch_server(setup) as floor:
-            runs: dict[str, list[LoadStats]] = {"bare": [], "floor": [], "zhida": []}
-            cpu: dict[str, list[float]] = {"bare": [], "floor": [], "zhida": []}
-            round_ratios, floor_ratios = [], []
-            servers = {"bare": bare, "floor": floor, "zhida": node}
+            names = ("bare", "floor", "node_echo", "zhida")
+            runs: dict[str, list[LoadStats]] = {name: [] for name in names}
+            cpu: dict[str, list[float]] = {name: [] for name in names}
+            round_ratios, floor_ratios, node_ratios, ceilings = [], [], [], []
+            servers = {"bare": bare, "floor": floor, "node_echo": node, "zhida": node}
             for _ in range(ROUNDS):
                 for name, server in servers.items():
                     before = server.cpu_seconds()
                     if name == "bare":
                         stats = asyncio.run(_measure_echo(server.address, size))
+                    elif name == "node_echo":
+                        stats = asyncio.run(_measure_echo(server.address, size, portal))
                     else:
                         stats = asyncio.run(_measure_fetch(server.address, fetch, portal))
                     runs[name].append(stats)
@@ -230,6 +247,9 @@ def _fetch_vs_echo() -> dict[str, Any]:
                 echo = runs["bare"][-1].throughput
                 round_ratios.append(runs["zhida"][-1].throughput / echo)
                 floor_ratios.append(runs["floor"][-1].throughput / echo)
+                node_echo = runs["node_echo"][-1].throughput
+                node_ratios.append(node_echo / echo)
+                ceilings.append(_ceiling(echo, runs["floor"][-1].throughput, node_echo) / echo)
     ratio = round(statistics.median(round_ratios), 3)
     return {
         "response_bytes": size,
@@ -242,6 +262,15 @@ def _fetch_vs_echo() -> dict[str, Any]:
         "round_ratios": [round(r, 3) for r in round_ratios],
         "floor_ratio": round(statistics.median(floor_ratios), 3),
         "floor_round_ratios": [round(r, 3) for r in floor_ratios],
+        "node_echo": median_stats(runs["node_echo"]),
+        "node_echo_ratio": round(statistics.median(node_ratios), 3),
+        "ceiling_ratio": round(statistics.median(ceilings), 3),
+        "ceiling_round_ratios": [round(r, 3) for r in ceilings],
+        "ceiling_is": (
+            "1 / (1/node_echo + 1/floor - 1/echo): the node's RPC layer (node_echo: the "
+            "node's NodeService.Echo, same response size, same token) plus the floor's "
+            "database work, spent one after the other on one interpreter lock"
+        ),
         "floor_is": (
             "bench/bare_fetch_server.py: token compared, one statement reading consent and "
             "JWS, consent checked, use record fsynced before the answer; nothing else"
@@ -442,7 +471,9 @@ def _fetch_figure(fetch: dict[str, Any]) -> str:
     return (
         f"fetch {fetch['zhida']['throughput']:.0f}/s vs echo {fetch['bare']['throughput']:.0f}/s "
         f"({fetch['response_bytes']} B): ratio {fetch['ratio']} (floor: a bare fetch server "
-        f"{fetch['floor']['throughput']:.0f}/s, ratio {fetch['floor_ratio']})"
+        f"{fetch['floor']['throughput']:.0f}/s, ratio {fetch['floor_ratio']}; node echo "
+        f"ratio {fetch['node_echo_ratio']}; ceiling for a fetch through the node "
+        f"{fetch['ceiling_ratio']})"
     )
 
 

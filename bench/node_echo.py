@@ -90,8 +90,8 @@ def run() -> dict[str, Any]:
             f"zhida {zhida_m['throughput']:.0f}/s (p50 {zhida_m['p50_ms']} ms, p99 "
             f"{zhida_m['p99_ms']} ms) vs bare {bare_m['throughput']:.0f}/s "
             f"(p50 {bare_m['p50_ms']} ms, p99 {bare_m['p99_ms']} ms): throughput ratio {ratio}; "
-            f"server CPU per call {statistics.median(zhida_cpu)} vs "
-            f"{statistics.median(bare_cpu)} us (ratio {cpu_ratio})"
+            f"server CPU per call {statistics.median(zhida_cpu):.1f} vs "
+            f"{statistics.median(bare_cpu):.1f} us (ratio {cpu_ratio})"
         ),
         "target": f"throughput ratio >= {TARGET}",
         "description": (
