@@ -30,6 +30,7 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from licence_vault.days import licence_day
 from licence_vault.documents import checked_jws
 from licence_vault.holder import detect_code_type, validate_holder, validate_uscc_code
 from licence_vault.matters import Matter, MatterRegistry
@@ -311,7 +312,7 @@ class ConsentAndFetch:
         use_until = now + timedelta(days=matter.use_days)
         if granted is not None:
             use_until = min(use_until, granted.valid_until)
-        today = now.astimezone(UTC).date()
+        today = licence_day(now)
         watermark = f"{matter.watermark} {actor.organisation} {today.isoformat()}"
         items: list[FetchedLicence] = []
         for licence in snapshot.licences:

@@ -43,9 +43,9 @@ import logging
 import os
 import threading
 from collections.abc import Callable
-from datetime import UTC, datetime
 
 from audit_log.events import Action, AuditEvent
+from licence_vault.days import licence_today
 from licence_vault.lifecycle import EXPIRY_SUBJECT, ExpiredLicence, ExpiryReport
 from licence_vault.model import LicenceStatus
 from licence_vault.service_base import shared_vault
@@ -99,7 +99,7 @@ def node_vault_when_due(runtime: NodeRuntime) -> VaultWhenDue:
     store = SqlLicenceStore(runtime.database)  # for one query; the vault has its own
 
     def when_due() -> Vault | None:
-        if not store.due_to_expire(datetime.now(UTC).date(), limit=1):
+        if not store.due_to_expire(licence_today(), limit=1):
             return None
         return shared_vault(runtime)
 
@@ -203,7 +203,7 @@ class ExpiryJob:
     def _run(self) -> ExpiryReport:
         vault = self._vault()
         if vault is None:
-            return ExpiryReport(datetime.now(UTC).date())  # nothing due
+            return ExpiryReport(licence_today())  # nothing due
         return vault.expire_due(on_progress=self._audit_page)
 
     def _audit_page(self, report: ExpiryReport) -> None:

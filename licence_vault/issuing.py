@@ -24,9 +24,10 @@ import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
+from licence_vault.days import licence_day
 from licence_vault.documents import checked_jws
 from licence_vault.holder import HolderCodeType, validate_holder
 from licence_vault.identifier import LicenceId
@@ -314,7 +315,7 @@ class Issuing:
             raise bad("requests", f"holds more than {MAX_BATCH} requests", "BATCH_TOO_LARGE")
         now = self.clock()
         seal = self.signer.issuer(actor.organisation, at=now)
-        today = now.astimezone(UTC).date()
+        today = licence_day(now)
         out: dict[int, BatchItem] = {}
         checked: dict[int, _Checked] = {}
         for i, request in enumerate(requests):

@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import NamedTuple
 
+from licence_vault.days import licence_day
 from licence_vault.model import Licence, LicenceEvent, LicenceStatus
 from licence_vault.results import Actor
 from licence_vault.signer import LicenceSigner
@@ -144,7 +145,7 @@ def expire_due(
     no longer sign for is counted in ``failed`` and left valid (reads still
     report it expired); the run goes on with the others.
     """
-    today = now.astimezone(UTC).date()
+    today = licence_day(now)
     report = ExpiryReport(today)
     after = ""
     while True:

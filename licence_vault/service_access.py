@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import UTC
 from typing import Any
 
 from audit_log.events import Action, AuditEvent, Outcome
@@ -208,7 +208,7 @@ class AccessHandlers(ServiceBase):
                 holder, include_superseded=request.include_superseded
             )
         )
-        today = datetime.now(UTC).date()
+        today = self.vault.today()
         return pb.ListMyLicencesResponse(
             licences=[licence_message(lic, lic.effective_status(today)) for lic in licences]
         )

@@ -48,6 +48,7 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 from licence_vault.access import ConsentAndFetch
+from licence_vault.days import licence_day
 from licence_vault.documents import read_jws
 from licence_vault.identifier import LicenceId
 from licence_vault.issuing import MAX_BATCH, Issuing
@@ -197,7 +198,7 @@ class Vault(Issuing, ConsentAndFetch):
         licence = self._own(actor, licence_id)
         now = self.clock()
         if new is not LicenceStatus.REVOKED:  # a lapsed licence may still be 注销'd
-            refuse_if_ended(licence, action, now.astimezone(UTC).date())
+            refuse_if_ended(licence, action, licence_day(now))
         if licence.status not in allowed_from:
             raise FailedPrecondition(
                 f"cannot {action} licence {licence_id}: it is {licence.status.value}",
@@ -254,7 +255,7 @@ class Vault(Issuing, ConsentAndFetch):
         reason = text_field(reason, "reason", max_length=MAX_REASON)
         old = self._own(actor, licence_id)
         now = self.clock()
-        refuse_if_ended(old, "amend", now.astimezone(UTC).date())
+        refuse_if_ended(old, "amend", licence_day(now))
         if old.status is not LicenceStatus.VALID:
             raise FailedPrecondition(
                 f"only a valid licence can be amended; {licence_id} is {old.status.value}",
@@ -285,7 +286,7 @@ class Vault(Issuing, ConsentAndFetch):
             matter_name=str(payload.get("关联事项名称", "")),
             extension=dict(payload.get("扩展信息", {})),
         )
-        checked = self.check_request(request, now.astimezone(UTC).date())
+        checked = self.check_request(request, licence_day(now))
         ident = old.ident.next_version()
         reservation = self.store.reserve(actor.organisation, {}, 1)
         extra = {"前一版本证照标识": old.licence_id, "变更原因": reason}
@@ -342,8 +343,9 @@ class Vault(Issuing, ConsentAndFetch):
         )
 
     def today(self) -> date:
-        """The vault's day (UTC), which validity periods are judged on."""
-        return self.clock().astimezone(UTC).date()
+        """The vault's day in Beijing, which validity periods are judged on (see
+        :mod:`licence_vault.days`)."""
+        return licence_day(self.clock())
 
     # -- status lists ------------------------------------------------------------------------
 
@@ -394,7 +396,7 @@ class Vault(Issuing, ConsentAndFetch):
 
     def verify_jws(self, token: str) -> Verification:
         now = self.clock()
-        return self.verifier.verify(token.strip(), now=now, today=now.astimezone(UTC).date())
+        return self.verifier.verify(token.strip(), now=now, today=licence_day(now))
 
     def verify_id(self, licence_id: str) -> tuple[Licence, Verification]:
         """Verify the stored document of ``licence_id`` (IntegrityError if it was altered)."""
@@ -436,7 +438,7 @@ class Vault(Issuing, ConsentAndFetch):
             return Verification(
                 False, "ISSUER_MISMATCH", "signed by another department", licence.licence_id, **base
             )
-        status = licence.effective_status(now.astimezone(UTC).date())
+        status = licence.effective_status(licence_day(now))
         base["payload"] = licence.payload
         if status is not LicenceStatus.VALID:
             return Verification(

@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
 
+from licence_vault.days import licence_day
 from licence_vault.identifier import LicenceId
 from licence_vault.model import LicenceStatus
 from licence_vault.status_list import StatusListCache, parse_status_claim
@@ -110,7 +111,7 @@ class LicenceVerifier:
         self, token: str, *, today: date | None = None, now: datetime | None = None
     ) -> Verification:
         clock = now or datetime.now(UTC)
-        day = today or clock.date()
+        day = today or licence_day(clock)
         try:
             verified = self.jws.verify(token, now=clock)
         except ZhidaError as exc:

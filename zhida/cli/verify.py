@@ -33,10 +33,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from licence_vault.days import licence_today
 from licence_vault.offline import cached_status_token, file_verifier
 from licence_vault.status_list import parse_status_claim
 from licence_vault.verify import Verification, check_period, pdf_licence_claims
@@ -152,7 +152,7 @@ def _licence_status(
     claims = result.payload if result.kind == "jws" else pdf_licence_claims(data)
     if claims is None or not ({"status", "有效期截止日期"} & claims.keys()):
         return None
-    today = datetime.now(UTC).date()  # the vault judges validity periods by the UTC day too
+    today = licence_today()  # the vault's day: validity periods are judged in Beijing time
     outside = check_period(claims, today)
     if outside is not None:  # whatever the status list says (or whether there is one)
         return Verification(False, *outside)

@@ -18,6 +18,7 @@ import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 from rich.table import Table
 
+from licence_vault.days import licence_day
 from licence_vault.offline import CachedNode, offline_verifier
 from licence_vault.types import BUSINESS_LICENCE, FOOD_BUSINESS_PERMIT
 from zhida.auth.mint import DEMO_ORGS
@@ -138,7 +139,7 @@ def chapter(ctx: DemoContext) -> None:
                 item.licence.type_name,
                 pb.LicenceStatus.Name(item.status).removeprefix("LICENCE_STATUS_").lower(),
                 item.annotation.watermark,
-                item.annotation.use_until.ToDatetime(tzinfo=UTC).date().isoformat(),
+                licence_day(item.annotation.use_until.ToDatetime(tzinfo=UTC)).isoformat(),
                 copy,
             )
         out.print(table)

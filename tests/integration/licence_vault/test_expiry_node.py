@@ -4,10 +4,11 @@
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
 
+from licence_vault.days import licence_today
 from licence_vault.types import FOOD_BUSINESS_PERMIT
 from tests.fixtures.node import NodeFactory
 from tests.unit.licence_vault.support import JIANGAN_SAMR, RESTAURANT, RESTAURANT_NAME
@@ -24,7 +25,7 @@ BOUND = 60.0  # seconds: only keeps a node whose job never runs from hanging the
 
 def _lapsed_permit(request_id: str) -> pb.LicenceDraft:
     """A food permit issued 90 days ago whose validity ended yesterday."""
-    today = datetime.now(UTC).date()
+    today = licence_today()
     return pb.LicenceDraft(
         request_id=request_id, type_code=FOOD_BUSINESS_PERMIT.code, holder_code=RESTAURANT,
         holder_name=RESTAURANT_NAME,

@@ -5,12 +5,13 @@ from __future__ import annotations
 import hashlib
 import json
 import subprocess
-from datetime import UTC, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.serialization import Encoding
 
+from licence_vault.days import licence_day
 from licence_vault.deployment_signer import DeploymentSigner, open_deployment
 from licence_vault.model import LicenceStatus
 from licence_vault.signer import NO_VALID_SEAL
@@ -148,7 +149,7 @@ def test_the_annotated_copy_carries_its_watermark_and_its_use_is_recorded(
                           MATTER, consent.consent_id, with_pdf=True)  # fmt: skip
     (item,) = fetched.items
     assert item.pdf is not None
-    today = clock.now.astimezone(UTC).date().isoformat()
+    today = licence_day(clock.now).isoformat()  # the Beijing day
     watermark = f"仅供开办餐饮店使用 {PORTAL} {today}"  # matter, requester, day
     assert item.use.watermark == watermark
     # what a reader of the page sees: the watermark (drawn at 30°, so pdftotext gives the

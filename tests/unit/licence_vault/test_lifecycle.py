@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import UTC, timedelta
+from datetime import timedelta
 
 import pytest
 
+from licence_vault.days import licence_day
 from licence_vault.model import LicenceStatus
 from licence_vault.signer import KeyStoreSigner
 from licence_vault.status_list import StatusListCache, verify_status_list_token
@@ -175,7 +176,7 @@ def test_status_list_signed_by_another_department_is_refused(
 
 def _lapsing(vault: Vault, issuer: Actor, clock: Clock, request_id: str) -> str:
     """A food permit valid until tomorrow (the vault's day); the clock is not moved."""
-    tomorrow = clock.now.astimezone(UTC).date() + timedelta(days=1)
+    tomorrow = licence_day(clock.now) + timedelta(days=1)
     return vault.issue(issuer, food_permit(request_id, valid_until=tomorrow)).licence.licence_id
 
 
