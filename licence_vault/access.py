@@ -341,7 +341,7 @@ class ConsentAndFetch:
             if jws is not None and self.pdf is not None and request.with_pdf:
                 seal = self.signer.issuer(licence.issuer_code, at=now)
                 pdf = self.pdf.render(
-                    licence, self.types.get(licence.type_code), seal, watermark=watermark
+                    licence, self.types.get(licence.type_code), seal, annotation=use
                 )
                 use = replace(use, pdf_digest=self.blobs.put(pdf))
             items.append(FetchedLicence(licence, status, jws, pdf, use))

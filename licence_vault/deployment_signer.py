@@ -6,7 +6,9 @@ and seals licence PDFs with it (the original at issue, annotated copies with
 the use-for-purpose watermark at fetch). Each PDF carries the licence's
 identifier, validity period and status reference in its catalog, under the
 signature (:data:`licence_vault.verify.PDF_CLAIMS_ENTRY`), so ``zhida verify``
-can check a PDF's dates and status offline as it does a JWS's. :func:`open_deployment` opens the
+can check a PDF's dates and status offline as it does a JWS's; an annotated
+copy also carries its use record's id and the time its use ends (shown on the
+page too), so an expired copy is refused offline as well. :func:`open_deployment` opens the
 node's deployment and, on a development node (``auth.dev_keys``) whose PKI
 was never initialised, makes one with a certificate and a 电子证照专用章 for
 every department of :data:`zhida.auth.mint.DEMO_ORGS` — the way development
@@ -36,11 +38,12 @@ from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 from pyhanko.pdf_utils import generic
 from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
 
-from licence_vault.model import Licence
+from licence_vault.days import CHINA_STANDARD_TIME
+from licence_vault.model import Licence, UseRecord
 from licence_vault.signer import NO_VALID_SEAL, IssuerSeal
 from licence_vault.status_list import StatusList, sign_status_list_token
 from licence_vault.types import LicenceType
-from licence_vault.verify import PDF_CLAIM_KEYS, PDF_CLAIMS_ENTRY
+from licence_vault.verify import PDF_CLAIM_KEYS, PDF_CLAIMS_ENTRY, annotation_claims
 from signing.deployment import Deployment
 from signing.pdf_layout import LicenceDocument, render_licence_pdf
 from signing.seal import Seal, SealRegistry
@@ -192,7 +195,7 @@ class DeploymentPdf:
         licence_type: LicenceType,
         seal: IssuerSeal,
         *,
-        watermark: str | None = None,
+        annotation: UseRecord | None = None,
     ) -> bytes:
         until = licence.valid_until.isoformat() if licence.valid_until else "长期"
         fields = [
@@ -201,6 +204,9 @@ class DeploymentPdf:
             *licence_type.layout_lines(licence.data),
             ("有效期", f"{licence.valid_from.isoformat()} 至 {until}"),
         ]
+        watermark = annotation.watermark if annotation is not None else None
+        if annotation is not None:  # a reader sees until when this copy may be used
+            fields.append(("加注件使用期限", f"至 {_beijing_minute(annotation.use_until)}"))
         document = LicenceDocument(
             title=licence_type.document_title,
             licence_id=licence.licence_id,
@@ -211,15 +217,20 @@ class DeploymentPdf:
             watermark=watermark,
         )
         pdf = render_licence_pdf(document, seal_png=seal.seal_picture)
-        return self.deployment.sign_pdf(licence.issuer_code, _with_claims(pdf, licence, watermark))
+        return self.deployment.sign_pdf(licence.issuer_code, _with_claims(pdf, licence, annotation))
 
 
-def _with_claims(pdf: bytes, licence: Licence, watermark: str | None) -> bytes:
+def _beijing_minute(moment: datetime) -> str:
+    return f"{moment.astimezone(CHINA_STANDARD_TIME):%Y-%m-%d %H:%M}（北京时间）"
+
+
+def _with_claims(pdf: bytes, licence: Licence, annotation: UseRecord | None) -> bytes:
     """``pdf`` with the licence's claims in its catalog (an incremental update, made
-    before signing so that the signature covers it)."""
-    claims = {k: licence.payload[k] for k in PDF_CLAIM_KEYS if k in licence.payload}
-    if watermark:
-        claims["加注"] = watermark
+    before signing so that the signature covers it); an annotated copy's own claims
+    too (:data:`~licence_vault.verify.ANNOTATION_CLAIMS`)."""
+    claims: dict[str, Any] = {k: licence.payload[k] for k in PDF_CLAIM_KEYS if k in licence.payload}
+    if annotation is not None:
+        claims.update(annotation_claims(annotation))
     text = json.dumps(claims, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
     writer = IncrementalPdfFileWriter(io.BytesIO(pdf))
     writer.root[generic.NameObject(PDF_CLAIMS_ENTRY)] = generic.DictionaryObject(  # type: ignore[no-untyped-call]

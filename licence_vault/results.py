@@ -106,8 +106,11 @@ class PdfRenderer(Protocol):
         licence_type: LicenceType,
         seal: IssuerSeal,
         *,
-        watermark: str | None = None,
-    ) -> bytes: ...
+        annotation: UseRecord | None = None,
+    ) -> bytes:
+        """The sealed PDF; with ``annotation``, the annotated copy (加注件) that use makes:
+        its watermark on the page, its identifier and use-until time in the claims."""
+        ...
 
 
 def bad(field: str, problem: str, reason: str = "INVALID_ARGUMENT") -> InvalidArgument:

@@ -39,18 +39,21 @@ from typing import Any
 
 from licence_vault.days import licence_day
 from licence_vault.identifier import LicenceId
-from licence_vault.model import LicenceStatus
+from licence_vault.model import LicenceStatus, UseRecord
 from licence_vault.status_list import StatusListCache, parse_status_claim
 from signing.jws import JwsVerifier, VerifiedLicence
 from signing.pki import DepartmentIdentity
 from zhida.errors import ZhidaError
 
 __all__ = [
+    "ANNOTATION_CLAIMS",
     "PDF_CLAIMS_ENTRY",
     "PDF_CLAIM_KEYS",
     "LicenceVerifier",
     "StatusSource",
     "Verification",
+    "annotation_claims",
+    "check_annotation",
     "check_period",
     "pdf_licence_claims",
     "status_list_source",
@@ -59,6 +62,8 @@ __all__ = [
 PDF_CLAIMS_ENTRY = "/ZhidaLicence"
 """Catalog entry of a vault-made PDF: ``<< /Claims (JSON of PDF_CLAIM_KEYS of the payload) >>``."""
 PDF_CLAIM_KEYS = ("证照标识", "颁发机构代码", "有效期起始日期", "有效期截止日期", "status")
+ANNOTATION_CLAIMS = ("加注", "加注件标识", "加注件使用期限")
+"""An annotated copy's claims: its watermark, its use record's id, until when it may be used."""
 LONG_TERM = "长期"
 
 StatusSource = Callable[[str, Mapping[str, Any]], LicenceStatus]
@@ -194,6 +199,33 @@ def check_period(payload: Mapping[str, Any], day: date) -> tuple[str, str] | Non
         return "NOT_YET_VALID", f"valid from {valid_from.isoformat()}"
     if valid_until is not None and day > valid_until:
         return "EXPIRED", f"expired on {valid_until.isoformat()}"
+    return None
+
+
+def annotation_claims(use: UseRecord) -> dict[str, str]:
+    """The claims (:data:`ANNOTATION_CLAIMS`) an annotated copy made by ``use`` carries."""
+    return {
+        "加注": use.watermark,
+        "加注件标识": use.annotation_id,
+        "加注件使用期限": use.use_until.astimezone(UTC).isoformat(),
+    }
+
+
+def check_annotation(claims: Mapping[str, Any], now: datetime) -> tuple[str, str] | None:
+    """None unless ``claims`` are an annotated copy's whose use ended before ``now``:
+    then (``ANNOTATION_EXPIRED``, message), as the vault says of that copy online."""
+    until_text = claims.get("加注件使用期限")
+    if until_text is None:
+        return None
+    try:
+        until = datetime.fromisoformat(str(until_text))
+    except ValueError:
+        return "ANNOTATION_EXPIRED", "unreadable use-until time of an annotated copy"
+    if until.tzinfo is None or now > until:
+        return (
+            "ANNOTATION_EXPIRED",
+            f"this copy ({claims.get('加注', '')}) could be used until {until.isoformat()}",
+        )
     return None
 
 

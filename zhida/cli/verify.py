@@ -10,7 +10,8 @@ and exits 1 — also when the file or the trust bundle cannot be read
 A licence — a JWS, or a PDF the vault sealed, which carries the same claims
 under its signature (:func:`licence_vault.verify.pdf_licence_claims`) — is
 also checked against its validity period (``EXPIRED``, ``NOT_YET_VALID``:
-always, with or without a status list) and its reference into the issuer's
+always, with or without a status list; an annotated copy also against the
+time its use ends, ``ANNOTATION_EXPIRED``) and its reference into the issuer's
 Token Status List: the list cached by ``zhida licence verify``
 (``--status-cache``) is checked too, so a revoked or suspended licence is
 invalid; with no cached list the status line says so (``--require-status``
@@ -33,13 +34,19 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from licence_vault.days import licence_today
 from licence_vault.offline import cached_status_token, file_verifier
 from licence_vault.status_list import parse_status_claim
-from licence_vault.verify import Verification, check_period, pdf_licence_claims
+from licence_vault.verify import (
+    Verification,
+    check_annotation,
+    check_period,
+    pdf_licence_claims,
+)
 from signing.bundle import VerifierBundle
 from signing.seal import SealRegistry
 from signing.verify import VerificationResult, verify_document
@@ -144,6 +151,10 @@ def _status_cache(args: argparse.Namespace) -> Path | None:
     return config.node.data_dir / "status-list-cache"
 
 
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
 def _licence_status(
     args: argparse.Namespace, data: bytes, bundle: VerifierBundle, result: VerificationResult
 ) -> Verification | None:
@@ -154,6 +165,8 @@ def _licence_status(
         return None
     today = licence_today()  # the vault's day: validity periods are judged in Beijing time
     outside = check_period(claims, today)
+    if outside is None:  # an annotated copy (加注件) may be used only until its time
+        outside = check_annotation(claims, _now())
     if outside is not None:  # whatever the status list says (or whether there is one)
         return Verification(False, *outside)
     if "status" not in claims:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import subprocess
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -18,7 +18,7 @@ from licence_vault.signer import NO_VALID_SEAL
 from licence_vault.status_list import StatusList, verify_status_list_token
 from licence_vault.types import BUSINESS_LICENCE, FOOD_BUSINESS_PERMIT
 from licence_vault.vault import Actor, Vault
-from licence_vault.verify import pdf_licence_claims
+from licence_vault.verify import ANNOTATION_CLAIMS, pdf_licence_claims
 from signing.canonical import b64url_decode
 from signing.deployment import Deployment
 from signing.trust import ChainVerifier
@@ -176,6 +176,14 @@ def test_the_annotated_copy_carries_its_watermark_and_its_use_is_recorded(
     assert (claims["证照标识"], claims["status"]) == (lic.licence_id, lic.payload["status"])
     assert claims["有效期截止日期"] == lic.payload["有效期截止日期"]
     assert claims["加注"] == watermark
+    # ... and its own: which use made it and until when it may be used, also on the page
+    assert claims["加注件标识"] == use.annotation_id
+    assert datetime.fromisoformat(claims["加注件使用期限"]) == use.use_until
+    beijing = use.use_until.astimezone(timezone(timedelta(hours=8)))
+    assert f"加注件使用期限 至 {beijing:%Y-%m-%d %H:%M}（北京时间）" in copy
+    original_claims = pdf_licence_claims(original)
+    assert original_claims is not None
+    assert not set(ANNOTATION_CLAIMS) & original_claims.keys()
 
 
 def _pdf_text(pdf: bytes, stem: Path) -> str:

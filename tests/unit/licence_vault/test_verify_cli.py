@@ -14,6 +14,7 @@ from licence_vault.vault import Actor, Vault
 from signing.deployment import Deployment
 from tests.unit.licence_vault.conftest import Clock
 from tests.unit.licence_vault.support import JIANGAN_SAMR, PORTAL, RESTAURANT, food_permit
+from zhida.cli import verify as verify_cli
 from zhida.cli.main import main
 from zhida.licence.v1 import licence_vault_service_pb2 as pb
 
@@ -104,6 +105,42 @@ def test_a_revoked_pdf_and_its_annotated_copy_are_invalid_by_the_cached_list(
         code, out = _verify(files, document, capsys)
         assert code == 1
         assert out.startswith("invalid: REVOKED: "), out
+
+
+def test_an_annotated_copy_is_invalid_offline_once_its_use_has_ended(
+    pdf_vault: Vault,
+    files: Path,
+    clock: Clock,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    vault = pdf_vault
+    licence = vault.issue(ISSUER, food_permit()).licence
+    consent = vault.grant_consent(
+        RESTAURANT, PORTAL, [licence.type_code], MATTER, clock.now + timedelta(days=1)
+    )
+    fetched = vault.fetch(Actor(PORTAL, "portal"), RESTAURANT, [licence.type_code], MATTER,
+                          consent.consent_id, with_pdf=True)  # fmt: skip
+    (item,) = fetched.items
+    assert item.pdf is not None
+    original = vault.read_pdf(licence)
+    assert original is not None
+    code, out = _verify(files, item.pdf, capsys)
+    assert code == 0, out  # within its use: valid (no list cached: a note says so)
+    # the day after the consent ended (the copy's use ends with it), by the verifier's clock
+    later = consent.valid_until + timedelta(seconds=1)
+    monkeypatch.setattr(verify_cli, "_now", lambda: later)
+    code, out = _verify(files, item.pdf, capsys)
+    assert code == 1
+    until = item.use.use_until.isoformat()
+    why = f"this copy ({item.use.watermark}) could be used until {until}"
+    assert out == f"invalid: ANNOTATION_EXPIRED: {why}\n"
+    clock.now = later  # the vault says the same of the copy, online
+    assert (vault.verify_pdf(item.pdf).reason, vault.verify_pdf(item.pdf).message) == (
+        "ANNOTATION_EXPIRED", why,
+    )  # fmt: skip
+    code, out = _verify(files, original, capsys)  # the original has no use period
+    assert code == 0, out
 
 
 def test_an_unreadable_file_or_bundle_is_invalid_not_a_usage_error(
