@@ -122,14 +122,14 @@ class Federation:
             )
         changes = self._repo.changes_since(since_cursor, limit)
         # Read after the changes: entries at least as new as any change of the page.
-        entries = {key: tuple(self._repo.negative_entries(key)) for key in _keys(changes)}
+        entries = self._repo.negative_entries_of(_keys(changes))
         out = [
             Change(
                 c.sequence,
                 c.resource,
                 c.origin_region or self.node_region,
                 c.sequence if c.origin_sequence is None else c.origin_sequence,
-                entries[c.resource.key],
+                tuple(entries[c.resource.key]),
             )
             for c in changes
         ]

@@ -226,6 +226,10 @@ class InMemoryCatalogRepository:
                 return list(self._negative.get(code, ()))
             return list(self._negative_order)
 
+    def negative_entries_of(self, codes: Sequence[str]) -> dict[str, list[NegativeEntry]]:
+        with self._lock:
+            return {code: list(self._negative.get(code, ())) for code in codes}
+
     # -- change feed ---------------------------------------------------------------------
     def changes_since(self, sequence: int, limit: int) -> list[Change]:
         with self._lock:

@@ -171,6 +171,11 @@ class CatalogRepository(Protocol):
         """Entries for resource ``code`` (all entries when None), in insertion order."""
         ...
 
+    def negative_entries_of(self, codes: Sequence[str]) -> dict[str, list[NegativeEntry]]:
+        """``negative_entries(code)`` for each of ``codes`` (every one a key, entries or
+        not), read together (one query per few hundred codes, not one per code)."""
+        ...
+
     # -- change feed ---------------------------------------------------------------------
     def changes_since(self, sequence: int, limit: int) -> list[Change]:
         """Up to ``limit`` changes with a sequence greater than ``sequence``, ascending."""

@@ -88,6 +88,19 @@ PAGE = 2000  # rows per query when iterating
 ANALYZE_AFTER = 1000  # refresh planner statistics after inserting this many resources
 
 
+_IN_CHUNK = 500  # codes per IN (...) list: well inside every dialect's parameter limit
+
+
+def _negative_entry(row: Any) -> NegativeEntry:
+    return NegativeEntry(
+        code_from_text(code_text(row.code_key)),
+        tuple(json.loads(row.item_names)),
+        row.legal_basis,
+        row.added_by,
+        row.added_at,
+    )
+
+
 def _key_or_none(code: str) -> int | None:
     try:
         return after_key(code)
@@ -298,16 +311,19 @@ class SqlCatalogRepository:
             stmt = stmt.where(_N.c.code_key == key)
         with self.database.read() as s:
             rows = s.execute(stmt).all()
-        return [
-            NegativeEntry(
-                code_from_text(code_text(row.code_key)),
-                tuple(json.loads(row.item_names)),
-                row.legal_basis,
-                row.added_by,
-                row.added_at,
-            )
-            for row in rows
-        ]
+        return [_negative_entry(row) for row in rows]
+
+    def negative_entries_of(self, codes: Sequence[str]) -> dict[str, list[NegativeEntry]]:
+        found: dict[str, list[NegativeEntry]] = {code: [] for code in codes}
+        keys = {key: code for code in found if (key := _key_or_none(code)) is not None}
+        ordered = list(keys)
+        with self.database.read() as s:  # one snapshot for every chunk
+            for start in range(0, len(ordered), _IN_CHUNK):
+                chunk = ordered[start : start + _IN_CHUNK]
+                rows = s.execute(select(_N).where(_N.c.code_key.in_(chunk)).order_by(_N.c.seq))
+                for row in rows:
+                    found[keys[row.code_key]].append(_negative_entry(row))
+        return found
 
     def negative_list_version(self) -> int:
         """A number that changes whenever the negative list changes (for caches)."""

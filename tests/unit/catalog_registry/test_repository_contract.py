@@ -185,6 +185,10 @@ def test_negative_entries(store: CatalogRepository) -> None:
         store.add_negative_entry(dataclasses.replace(entries[0], legal_basis="另一依据"))
     assert store.negative_entries() == entries
     assert store.negative_entries(code.text) == [entries[0], entries[2]]
+    unknown, malformed = "1-01-001-0000-000009", "not a code"
+    assert store.negative_entries_of([other.text, code.text, unknown, malformed]) == {
+        other.text: [entries[1]], code.text: [entries[0], entries[2]], unknown: [], malformed: [],
+    }  # fmt: skip
     assert store.remove_negative_entry(code.text, ())
     assert not store.remove_negative_entry(code.text, ())
     assert store.negative_entries() == entries[:2]
