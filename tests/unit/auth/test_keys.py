@@ -111,7 +111,9 @@ def test_concurrent_processes(
     data_dir = tmp_path / "d"
     if target is _rotate:
         ensure_dev_keys(make_config(data_dir))
-    ctx = multiprocessing.get_context("fork")
+    # spawn, not fork: forking pytest runs gRPC's fork handlers, which can hang
+    # while gRPC's threads run (see tests/fixtures/spawn.py)
+    ctx = multiprocessing.get_context("spawn")
     barrier = ctx.Barrier(4)
     procs = [ctx.Process(target=target, args=(str(data_dir), barrier)) for _ in range(4)]
     for p in procs:
