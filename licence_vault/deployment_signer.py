@@ -198,10 +198,12 @@ class DeploymentPdf:
         annotation: UseRecord | None = None,
     ) -> bytes:
         until = licence.valid_until.isoformat() if licence.valid_until else "长期"
+        holder_code = (_code_label(licence), licence.holder_code)
+        lines = licence_type.layout_lines(licence.data)
         fields = [
             ("持证主体", licence.holder_name),
-            (_code_label(licence), licence.holder_code),
-            *licence_type.layout_lines(licence.data),
+            *([] if holder_code in lines else [holder_code]),  # not twice (营业执照 lists it)
+            *lines,
             ("有效期", f"{licence.valid_from.isoformat()} 至 {until}"),
         ]
         watermark = annotation.watermark if annotation is not None else None

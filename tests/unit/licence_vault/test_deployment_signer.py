@@ -230,6 +230,16 @@ def _grandchild(tmp_path: Path) -> tuple[Deployment, Deployment, Deployment]:
     return root, province, city
 
 
+def test_the_holder_code_is_printed_once(pdf_vault: Vault, tmp_path: Path) -> None:
+    """营业执照 lists its 统一社会信用代码 among its own fields: no second row for it."""
+    lic = pdf_vault.issue(Actor(JIANGAN_SAMR, "clerk"), business_licence()).licence
+    pdf = pdf_vault.read_pdf(lic)
+    assert pdf is not None
+    text = _pdf_text(pdf, tmp_path / "licence")
+    assert text.count("统一社会信用代码") == 1
+    assert lic.holder_code in text
+
+
 def test_status_lists_carry_the_whole_ca_chain_below_the_root(tmp_path: Path) -> None:
     root, province, city = _grandchild(tmp_path)
     uscc = "11420100MB00000009"
