@@ -8,11 +8,13 @@ identifier, validity period and status reference in its catalog, under the
 signature (:data:`licence_vault.verify.PDF_CLAIMS_ENTRY`), so ``zhida verify``
 can check a PDF's dates and status offline as it does a JWS's; an annotated
 copy also carries its use record's id and the time its use ends (shown on the
-page too), so an expired copy is refused offline as well. :func:`open_deployment` opens the
-node's deployment and, on a development node (``auth.dev_keys``) whose PKI
-was never initialised, makes one with a certificate and a 电子证照专用章 for
-every department of :data:`zhida.auth.mint.DEMO_ORGS` — the way development
-token keys appear on first run. Production nodes run ``zhida pki init``,
+page too), so an expired copy is refused offline as well.
+
+:func:`open_deployment` opens the node's deployment and, on a development
+node (``auth.dev_keys``) whose PKI was never initialised, makes one with a
+certificate and a 电子证照专用章 for every department of
+:data:`zhida.auth.mint.DEMO_ORGS` — the way development token keys appear on
+first run. Production nodes run ``zhida pki init``,
 ``zhida pki issue-dept-cert`` and ``zhida seal create`` instead.
 
 Example::
