@@ -387,7 +387,12 @@ def test_a_county_resource_changes_only_at_the_county(federation: LocalFederatio
             if error.code() is grpc.StatusCode.NOT_FOUND:
                 return None
             raise
-        return reply.resource if reply.resource.spec.name == name else None
+        resource = reply.resource
+        # the published copy: registering and publishing are two changes, and the
+        # registered one may reach the city first
+        return (
+            resource if resource.spec.name == name and resource.HasField("published_at") else None
+        )
 
     copy = eventually(lambda: at_city(message.name), what="the county resource at the city")
     renamed = cpb.ResourceSpec()
