@@ -82,7 +82,12 @@ from licence_vault.signer import LicenceSigner
 from licence_vault.status_list import StatusList
 from licence_vault.store import LicenceStore
 from licence_vault.types import TypeRegistry
-from licence_vault.verify import LicenceVerifier, Verification
+from licence_vault.verify import (
+    LicenceVerifier,
+    Verification,
+    annotation_claims,
+    check_annotation,
+)
 from signing.jws import JwsVerifier
 from zhida.blobstore import BlobStore
 from zhida.errors import (
@@ -449,13 +454,8 @@ class Vault(Issuing, ConsentAndFetch):
                 status,
                 **base,
             )
-        if use is not None and now > use.use_until:
-            return Verification(
-                False,
-                "ANNOTATION_EXPIRED",
-                f"this copy ({use.watermark}) could be used until {use.use_until.isoformat()}",
-                licence.licence_id,
-                status,
-                **base,
-            )
+        # the copy's use period, from its use record here (zhida verify reads it from the PDF)
+        ended = check_annotation(annotation_claims(use), now) if use is not None else None
+        if ended is not None:
+            return Verification(False, *ended, licence.licence_id, status, **base)
         return Verification(True, "", "valid", licence.licence_id, status, **base)

@@ -9,9 +9,8 @@ from datetime import timedelta
 import pytest
 
 from licence_vault.days import licence_today
-from licence_vault.types import FOOD_BUSINESS_PERMIT
 from tests.fixtures.node import NodeFactory
-from tests.unit.licence_vault.support import JIANGAN_SAMR, RESTAURANT, RESTAURANT_NAME
+from tests.unit.licence_vault.support import JIANGAN_SAMR, RESTAURANT, food_permit_draft
 from zhida.audit.v1 import audit_service_pb2 as audit_pb
 from zhida.audit.v1 import audit_service_pb2_grpc as audit_rpc
 from zhida.auth.principal import Role
@@ -26,18 +25,11 @@ BOUND = 60.0  # seconds: only keeps a node whose job never runs from hanging the
 def _lapsed_permit(request_id: str) -> pb.LicenceDraft:
     """A food permit issued 90 days ago whose validity ended yesterday."""
     today = licence_today()
-    return pb.LicenceDraft(
-        request_id=request_id, type_code=FOOD_BUSINESS_PERMIT.code, holder_code=RESTAURANT,
-        holder_name=RESTAURANT_NAME,
-        data={
-            "经营者名称": RESTAURANT_NAME, "社会信用代码": RESTAURANT,
-            "法定代表人（负责人）": "张三", "住所": "武汉市江岸区沿江大道100号",
-            "经营场所": "武汉市江岸区沿江大道100号1层", "主体业态": "餐饮服务经营者",
-            "经营项目": "热食类食品制售", "许可证编号": "JY24201020012345",
-        },
+    return food_permit_draft(
+        request_id,
         issue_date=(today - timedelta(days=90)).isoformat(),
         valid_until=(today - timedelta(days=1)).isoformat(),
-    )  # fmt: skip
+    )
 
 
 def test_the_node_expires_lapsed_licences_and_audits_them(node_factory: NodeFactory) -> None:

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import csv
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -20,17 +18,6 @@ from zhida.licence.v1 import licence_vault_service_pb2_grpc as rpc
 pytestmark = pytest.mark.integration
 
 
-def _zhida(node: NodeHandle, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "zhida.cli.main", *args],
-        env={**node.env, "COLUMNS": "200"},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-
-
 def test_import_then_again_issues_nothing_twice(node: NodeHandle, tmp_path: Path) -> None:
     path = tmp_path / "legacy.csv"
     rows = _rows(30)
@@ -40,7 +27,7 @@ def test_import_then_again_issues_nothing_twice(node: NodeHandle, tmp_path: Path
         writer.writerows(rows)
     args = ("licence", "import", str(path), "--address", node.address, "--org", JIANGAN_SAMR,
             "--batch-size", "8", "--skip-pdf")  # fmt: skip
-    first = _zhida(node, *args)
+    first = node.cli(*args)
     assert first.returncode == 1, first.stderr  # three rows are bad
     assert "issued 27" in first.stderr
     assert "failed 3" in first.stderr
@@ -48,9 +35,9 @@ def test_import_then_again_issues_nothing_twice(node: NodeHandle, tmp_path: Path
     assert "INVALID_HOLDER_ID" in report
     assert "UNKNOWN_LICENCE_TYPE" in report
 
-    resumed = _zhida(node, *args)  # the state says everything is done
+    resumed = node.cli(*args)  # the state says everything is done
     assert "skipped (done earlier) 30" in resumed.stderr
-    restarted = _zhida(node, *args, "--restart")  # from scratch: found, not issued again
+    restarted = node.cli(*args, "--restart")  # from scratch: found, not issued again
     assert "issued 0, already issued 27" in restarted.stderr
 
     # one of the imported licences, exported and verified offline with a cached status list
@@ -71,30 +58,30 @@ def test_import_then_again_issues_nothing_twice(node: NodeHandle, tmp_path: Path
     verify = ("licence", "verify", str(token_file), "--address", node.address,
               "--cache", str(cache))  # fmt: skip
     no_cache = ("verify", str(token_file), "--status-cache", str(tmp_path / "none"))
-    unchecked = _zhida(node, *no_cache)
+    unchecked = node.cli(*no_cache)
     assert unchecked.returncode == 0, unchecked.stdout + unchecked.stderr
     assert "status:    not checked: no cached status list" in unchecked.stdout
-    assert _zhida(node, *no_cache, "--require-status").returncode == 1
-    ok = _zhida(node, *verify)
+    assert node.cli(*no_cache, "--require-status").returncode == 1
+    ok = node.cli(*verify)
     assert ok.returncode == 0, ok.stdout + ok.stderr
     assert "valid" in ok.stdout
     # `zhida verify` (offline: PKI files and the cached list only) agrees
     offline = ("verify", str(token_file), "--status-cache", str(cache))
-    checked = _zhida(node, *offline)
+    checked = node.cli(*offline)
     assert checked.returncode == 0, checked.stdout + checked.stderr
     assert "status:    valid (from the issuer's cached, signed status list)" in checked.stdout
     stub.RevokeLicence(
         pb.RevokeLicenceRequest(licence_id=licence.licence_id, reason="补录错误"),
         metadata=node.auth(role=Role.ISSUER, org=JIANGAN_SAMR),
     )
-    cached = _zhida(node, *verify)  # the cached list (ttl not over) still says valid
+    cached = node.cli(*verify)  # the cached list (ttl not over) still says valid
     assert cached.returncode == 0
-    refreshed = _zhida(node, *verify, "--refresh")
+    refreshed = node.cli(*verify, "--refresh")
     assert refreshed.returncode == 1
     assert "REVOKED" in refreshed.stdout
-    revoked = _zhida(node, *offline)  # the refreshed list is in the cache now
+    revoked = node.cli(*offline)  # the refreshed list is in the cache now
     assert revoked.returncode == 1
     assert revoked.stdout.startswith("invalid: REVOKED"), revoked.stdout
-    as_json = _zhida(node, *offline, "--json")
+    as_json = node.cli(*offline, "--json")
     assert as_json.returncode == 1
     assert json.loads(as_json.stdout)["reason"] == "REVOKED"

@@ -6,8 +6,6 @@ PostgreSQL with SeaweedFS S3 (licence PDFs in the bucket).
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -29,6 +27,7 @@ from tests.unit.licence_vault.support import (
     RESTAURANT_NAME,
     UNSEALED_ISSUER,
     WUHAN_SAMR,
+    food_permit_draft,
     tamper_stored_jws,
 )
 from zhida.audit.v1 import audit_service_pb2 as audit_pb
@@ -55,19 +54,6 @@ def _bl_draft(request_id: str, **data: str) -> pb.LicenceDraft:
     return pb.LicenceDraft(
         request_id=request_id, type_code=BUSINESS_LICENCE.code, holder_code=RESTAURANT,
         holder_name=RESTAURANT_NAME, data=fields,
-    )  # fmt: skip
-
-
-def _fp_draft(request_id: str) -> pb.LicenceDraft:
-    return pb.LicenceDraft(
-        request_id=request_id, type_code=FOOD_BUSINESS_PERMIT.code, holder_code=RESTAURANT,
-        holder_name=RESTAURANT_NAME,
-        data={
-            "经营者名称": RESTAURANT_NAME, "社会信用代码": RESTAURANT,
-            "法定代表人（负责人）": "张三", "住所": "武汉市江岸区沿江大道100号",
-            "经营场所": "武汉市江岸区沿江大道100号1层", "主体业态": "餐饮服务经营者",
-            "经营项目": "热食类食品制售", "许可证编号": "JY24201020012345",
-        },
     )  # fmt: skip
 
 
@@ -134,7 +120,9 @@ def test_issue_fetch_verify_revoke_and_the_holders_view(node: NodeHandle, partie
     retry = p.stub.IssueLicence(pb.IssueLicenceRequest(draft=_bl_draft("it-bl")), metadata=p.issuer)
     assert not retry.created
     assert retry.licence.licence_id == bl.licence.licence_id
-    fp = p.stub.IssueLicence(pb.IssueLicenceRequest(draft=_fp_draft("it-fp")), metadata=p.issuer)
+    fp = p.stub.IssueLicence(
+        pb.IssueLicenceRequest(draft=food_permit_draft("it-fp")), metadata=p.issuer
+    )
 
     consent_id = _consent(p)
     fetched = p.stub.FetchLicences(
@@ -341,7 +329,7 @@ def test_a_lapsed_licence_reads_expired_and_the_expiry_job_stores_it(
     node: NodeHandle, parties: Parties
 ) -> None:
     p = parties
-    draft = _fp_draft("lapsed")  # a historical import whose validity ended long ago
+    draft = food_permit_draft("lapsed")  # a historical import whose validity ended long ago
     draft.issue_date, draft.valid_until = "2019-01-01", "2020-12-31"
     issued = p.stub.IssueLicence(pb.IssueLicenceRequest(draft=draft), metadata=p.issuer)
     licence_id = issued.licence.licence_id
@@ -373,7 +361,7 @@ def test_a_lapsed_licence_reads_expired_and_the_expiry_job_stores_it(
         assert (err.code, err.reason) == (grpc.StatusCode.FAILED_PRECONDITION, "LICENCE_EXPIRED")
 
     # the job (cron) on the node's database and signing deployment; again: nothing to do
-    runs = [_zhida(node, "licence", "expire", "--batch-size", "50") for _ in range(2)]
+    runs = [node.cli("licence", "expire", "--batch-size", "50") for _ in range(2)]
     for run in runs:
         assert run.returncode == 0, run.stdout + run.stderr
     # a node whose own job is on (pg-s3: soon after start, then hourly) may have stored it
@@ -394,21 +382,10 @@ def test_a_lapsed_licence_reads_expired_and_the_expiry_job_stores_it(
     assert len(expired.events) == 1
 
 
-def _zhida(node: NodeHandle, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "zhida.cli.main", *args],
-        env={**node.env, "COLUMNS": "200"},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-
-
 def test_a_tampered_document_is_never_served(node: NodeHandle, parties: Parties) -> None:
     p = parties
     issued = p.stub.IssueLicence(
-        pb.IssueLicenceRequest(draft=_fp_draft("tamper")), metadata=p.issuer
+        pb.IssueLicenceRequest(draft=food_permit_draft("tamper")), metadata=p.issuer
     )
     licence_id = issued.licence.licence_id
     database = Database(node.config.database.url, pooled=False)

@@ -17,6 +17,7 @@ from licence_vault.types import (
 from zhida.auth.mint import DEMO_ORGS
 from zhida.blobstore import BlobStore
 from zhida.db import Database
+from zhida.licence.v1 import licence_vault_service_pb2 as pb
 
 JIANGAN_SAMR = DEMO_ORGS["武汉市江岸区市场监督管理局"]  # issues both restaurant licences
 WUHAN_SAMR = DEMO_ORGS["武汉市市场监督管理局"]  # another issuer
@@ -52,6 +53,24 @@ def business_licence(request_id: str = "bl-1", holder: str = RESTAURANT, **kw: A
         data=data,
         **kw,
     )
+
+
+def food_permit_draft(
+    request_id: str, *, issue_date: str = "", valid_until: str = ""
+) -> pb.LicenceDraft:
+    """The restaurant's food permit as a wire draft (for tests that issue through a node);
+    dates as ISO dates, empty for the defaults."""
+    return pb.LicenceDraft(
+        request_id=request_id, type_code=FOOD_BUSINESS_PERMIT.code, holder_code=RESTAURANT,
+        holder_name=RESTAURANT_NAME,
+        data={
+            "经营者名称": RESTAURANT_NAME, "社会信用代码": RESTAURANT,
+            "法定代表人（负责人）": "张三", "住所": "武汉市江岸区沿江大道100号",
+            "经营场所": "武汉市江岸区沿江大道100号1层", "主体业态": "餐饮服务经营者",
+            "经营项目": "热食类食品制售", "许可证编号": "JY24201020012345",
+        },
+        issue_date=issue_date, valid_until=valid_until,
+    )  # fmt: skip
 
 
 def food_permit(request_id: str = "fp-1", holder: str = RESTAURANT, **kw: Any) -> IssueRequest:
